@@ -1,0 +1,49 @@
+"""Stateless ops as forward/backward pairs: ``y, cache = op_forward(...)``,
+``dx, *dparams = op_backward(dy, cache)``."""
+
+from nnscratch.functional.activation import relu_backward, relu_forward
+from nnscratch.functional.conv import (
+    col2im,
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_naive_backward,
+    conv2d_naive_forward,
+    im2col,
+)
+from nnscratch.functional.linear import linear_backward, linear_forward
+from nnscratch.functional.loss import (
+    bce_with_logits_backward,
+    bce_with_logits_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+)
+from nnscratch.functional.norm import batch_norm2d_backward, batch_norm2d_forward
+from nnscratch.functional.pool import (
+    global_avg_pool2d_backward,
+    global_avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+)
+
+__all__ = [
+    "batch_norm2d_backward",
+    "batch_norm2d_forward",
+    "bce_with_logits_backward",
+    "bce_with_logits_forward",
+    "col2im",
+    "conv2d_backward",
+    "conv2d_forward",
+    "conv2d_naive_backward",
+    "conv2d_naive_forward",
+    "cross_entropy_backward",
+    "cross_entropy_forward",
+    "global_avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "im2col",
+    "linear_backward",
+    "linear_forward",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+    "relu_backward",
+    "relu_forward",
+]

@@ -1,0 +1,32 @@
+"""Modules that own parameters and wrap the functional ops: layers, containers, losses."""
+
+from nnscratch.nn.activation import ReLU
+from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.container import Identity, Sequential
+from nnscratch.nn.conv import Conv2d
+from nnscratch.nn.flatten import Flatten
+from nnscratch.nn.grad_mode import is_grad_enabled, no_grad
+from nnscratch.nn.linear import Linear
+from nnscratch.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
+from nnscratch.nn.module import IncompatibleKeys, Module
+from nnscratch.nn.parameter import Parameter
+from nnscratch.nn.pooling import AdaptiveAvgPool2d, MaxPool2d
+
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "BCEWithLogitsLoss",
+    "BatchNorm2d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Flatten",
+    "Identity",
+    "IncompatibleKeys",
+    "Linear",
+    "MaxPool2d",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "is_grad_enabled",
+    "no_grad",
+]
