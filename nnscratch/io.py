@@ -1,0 +1,333 @@
+"""Save and load state dicts: nnscratch's ``.npz`` files and PyTorch's ``.pth`` files.
+
+A state dict is an ordered ``dict[str, np.ndarray]`` keyed by torchvision's names
+(``conv1.weight``, ``bn1.running_mean``, ``fc.bias``). nnscratch stores it as an
+uncompressed ``.npz``, written atomically.
+
+A PyTorch checkpoint is a pickle whose tensors point at raw byte storages kept beside
+it. We read it without importing torch: the pickle goes through a restricted unpickler
+whose allowlist maps torch's tensor-rebuilding functions to NumPy ones, so no code
+named in the file ever runs, and anything else it names is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import zipfile
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import IO, Any
+
+import numpy as np
+
+from nnscratch.utils.atomic import atomic_write
+from nnscratch.utils.safe_pickle import RestrictedUnpickler, UnsafePickleError
+
+__all__ = ["UnsafePickleError", "load", "load_torch_checkpoint", "save"]
+
+# np.savez takes these as its own arguments, so they cannot name an array.
+_SAVEZ_ARGUMENT_NAMES = frozenset({"file", "allow_pickle"})
+
+# Reading a damaged file fails in many ways; all of them mean "corrupted or not ours".
+_CORRUPT_FILE_ERRORS = (
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+    NotImplementedError,
+)
+
+
+# ---------------------------------------------------------------------------------------
+# nnscratch .npz state dicts
+# ---------------------------------------------------------------------------------------
+
+
+def save(model_or_state: Any, path: str | os.PathLike) -> None:
+    """Write a state dict to ``path`` as an uncompressed ``.npz``, atomically.
+
+    ``model_or_state`` is a model (anything with ``state_dict()``) or a mapping of str
+    keys to numeric array-likes. The file is named exactly ``path`` (no ``.npz`` is
+    appended) and replaces any old file only once it is complete.
+
+    Raises ``TypeError`` for a non-str key or a non-numeric value and ``ValueError`` for
+    a value that is not a rectangular array; both name the key.
+    """
+    state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            "save() expects a model with state_dict() or a mapping of str to arrays, "
+            f"got {type(state).__name__}"
+        )
+    arrays = {}
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise TypeError(f"state dict key {key!r} is a {type(key).__name__}, expected str")
+        if key in _SAVEZ_ARGUMENT_NAMES:
+            raise ValueError(f"state dict key {key!r} is reserved by np.savez; rename it")
+        try:
+            array = np.asarray(value)
+        except ValueError as exc:
+            raise ValueError(f"state dict entry {key!r} is not an array: {exc}") from None
+        if array.dtype.kind not in "biufc":
+            raise TypeError(
+                f"state dict entry {key!r} has dtype {array.dtype}; only numeric arrays "
+                "(bool, int, float, complex) can be saved"
+            )
+        arrays[key] = array
+    with atomic_write(path, "wb") as f:
+        # A file object (not a name) so that numpy cannot append ".npz" to the temp name.
+        np.savez(f, allow_pickle=False, **arrays)
+
+
+def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a state dict written by :func:`save` (or any ``.npz`` of numeric arrays).
+
+    Keys keep their saved order and arrays their dtype and shape (0-d stays 0-d). Object
+    arrays are refused (``allow_pickle=False``).
+
+    Raises ``FileNotFoundError`` if ``path`` does not exist, and ``ValueError`` naming the
+    file if it is truncated, corrupted or not an ``.npz`` state file.
+    """
+    with open(path, "rb") as f:
+        try:
+            contents = np.load(f, allow_pickle=False)
+            if isinstance(contents, np.lib.npyio.NpzFile):
+                with contents:
+                    return {key: contents[key] for key in contents.files}
+            cause = "it holds a single array, not a dict of arrays"
+        except _CORRUPT_FILE_ERRORS as exc:
+            cause = f"{type(exc).__name__}: {exc}"
+    raise ValueError(f"{path}: corrupted or not an nnscratch state file ({cause})")
+
+
+# ---------------------------------------------------------------------------------------
+# PyTorch .pth checkpoints, read without torch
+# ---------------------------------------------------------------------------------------
+
+# torch storage class -> (dtype of one element on disk, dtype we return). The byte order
+# of the disk dtype is set per file. NumPy has no bfloat16; half floats become float32.
+_STORAGE_DTYPES = {
+    "FloatStorage": ("f4", "f4"),
+    "DoubleStorage": ("f8", "f8"),
+    "HalfStorage": ("f2", "f4"),
+    "BFloat16Storage": ("u2", "f4"),
+    "LongStorage": ("i8", "i8"),
+    "IntStorage": ("i4", "i4"),
+    "ShortStorage": ("i2", "i2"),
+    "CharStorage": ("i1", "i1"),
+    "ByteStorage": ("u1", "u1"),
+    "BoolStorage": ("?", "?"),
+}
+
+# Legacy (pre-zip) format: these two pickles open the file (torch/serialization.py).
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+
+def _storage_itemsize(storage_type: str) -> int:
+    return np.dtype(_STORAGE_DTYPES[storage_type][0]).itemsize
+
+
+def _storage_array(storage_type: str, raw: bytes, numel: int, byteorder: str) -> np.ndarray:
+    """Decode one storage's raw bytes into a native-endian 1-D array of ``numel`` elements."""
+    disk, result = _STORAGE_DTYPES[storage_type]
+    disk_dtype = np.dtype(disk).newbyteorder("<" if byteorder == "little" else ">")
+    if len(raw) != numel * disk_dtype.itemsize:
+        raise ValueError(
+            f"storage holds {len(raw)} bytes, expected {numel} x {disk_dtype.itemsize}"
+        )
+    array = np.frombuffer(raw, dtype=disk_dtype)
+    if storage_type == "BFloat16Storage":
+        # A bfloat16 is the upper 16 bits of a float32.
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array.astype(result)  # a native-endian, writable copy
+
+
+def _rebuild_tensor_v2(
+    storage: np.ndarray, storage_offset: int, size: tuple, stride: tuple, *_grad_hooks_metadata
+) -> np.ndarray:
+    """``torch._utils._rebuild_tensor_v2``: copy out the tensor that views ``storage``.
+
+    torch counts offset and strides in elements; NumPy strides are in bytes. The view is
+    bounds-checked first, because ``as_strided`` reads whatever memory it is pointed at.
+    ``requires_grad``, backward hooks and tensor metadata are dropped.
+    """
+    size, stride = tuple(size), tuple(stride)
+    if not isinstance(storage, np.ndarray) or storage.ndim != 1:
+        raise ValueError("tensor storage is not a storage")
+    if len(size) != len(stride) or min((storage_offset, *size, *stride)) < 0:
+        raise ValueError(
+            f"bad tensor layout: offset {storage_offset}, size {size}, stride {stride}"
+        )
+    if math.prod(size) > 0:
+        last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+        if last >= storage.size:
+            raise ValueError(
+                f"tensor of size {size}, stride {stride}, offset {storage_offset} "
+                f"reaches past its storage of {storage.size} elements"
+            )
+    view = np.lib.stride_tricks.as_strided(
+        storage[storage_offset:],
+        shape=size,
+        strides=[s * storage.itemsize for s in stride],
+        writeable=False,
+    )
+    return view.copy()
+
+
+def _rebuild_parameter(data, *_grad_hooks):
+    """``torch._utils._rebuild_parameter``: an ``nn.Parameter`` becomes its plain array."""
+    return data
+
+
+# Everything a checkpoint of tensors may name. Storage classes map to their name (an
+# immutable str, so a pickle cannot alter it for later loads): the persistent id hands
+# it back to ``persistent_load``, which looks up the dtype.
+_TORCH_ALLOWED: dict[tuple[str, str], Any] = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    **{("torch", name): name for name in _STORAGE_DTYPES},
+}
+
+
+class _TorchUnpickler(RestrictedUnpickler):
+    """Unpickles torch's main pickle; each storage comes from ``load_storage`` once per key.
+
+    torch pickles a storage as the persistent id
+    ``("storage", storage_class, key, location, numel[, view_metadata])``.
+    """
+
+    def __init__(
+        self,
+        file: IO[bytes],
+        source: str,
+        load_storage: Callable[[str, str, int], np.ndarray],
+    ):
+        super().__init__(file, _TORCH_ALLOWED, source=source)
+        self._load_storage = load_storage
+        self._storages: dict[str, np.ndarray] = {}
+
+    def persistent_load(self, pid: Any) -> np.ndarray:
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        storage_type, key, _location, numel = pid[1:5]
+        if storage_type not in _STORAGE_DTYPES or not isinstance(key, str):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        if not isinstance(numel, int) or numel < 0:
+            raise pickle.UnpicklingError(f"bad storage size {numel!r}")
+        if len(pid) == 6 and pid[5] is not None:
+            raise ValueError("storage views (files from torch < 0.4) are not supported")
+        if key not in self._storages:
+            self._storages[key] = self._load_storage(storage_type, key, numel)
+        return self._storages[key]
+
+
+def _load_zip_checkpoint(f: IO[bytes], source: str) -> Any:
+    """The zip format (torch >= 1.6): ``<top>/data.pkl``, ``<top>/data/<key>``, ``<top>/byteorder``."""
+    with zipfile.ZipFile(f) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise ValueError("the archive has no <folder>/data.pkl")
+        top = pickles[0][: -len("data.pkl")]
+        # Files from torch < 1.10 have no byteorder record; they are little-endian.
+        names = set(archive.namelist())
+        byteorder = (
+            archive.read(f"{top}byteorder").decode() if f"{top}byteorder" in names else "little"
+        )
+        if byteorder not in ("little", "big"):
+            raise ValueError(f"unknown byte order {byteorder!r}")
+
+        def load_storage(storage_type: str, key: str, numel: int) -> np.ndarray:
+            return _storage_array(storage_type, archive.read(f"{top}data/{key}"), numel, byteorder)
+
+        with archive.open(pickles[0]) as data_pkl:
+            return _TorchUnpickler(data_pkl, source, load_storage).load()
+
+
+def _load_legacy_checkpoint(f: IO[bytes], source: str) -> Any:
+    """The legacy format: magic, protocol and sys_info pickles, the main pickle, the list of
+    storage keys, then per key an 8-byte element count and the raw bytes (always
+    little-endian: torch swaps on big-endian machines before writing).
+
+    The storages follow the pickle that uses them, and their sizes depend on dtypes named
+    inside it. So the main pickle is read twice: first over zero-filled stand-ins, to learn
+    each storage's type and size, then for real over the decoded storages.
+    """
+
+    def read_small_pickle() -> Any:
+        return RestrictedUnpickler(f, {}, source=source).load()
+
+    if read_small_pickle() != _LEGACY_MAGIC:
+        raise ValueError("no PyTorch magic number at the start")
+    if read_small_pickle() != _LEGACY_PROTOCOL:
+        raise ValueError("unsupported legacy protocol version")
+    read_small_pickle()  # sys_info: byte order and C type sizes of the writer, unused here
+    main_start = f.tell()
+    file_size = os.fstat(f.fileno()).st_size
+
+    layout: dict[str, tuple[str, int]] = {}
+
+    def zero_storage(storage_type: str, key: str, numel: int) -> np.ndarray:
+        if numel * _storage_itemsize(storage_type) > file_size:
+            raise ValueError(f"storage {key!r} is larger than the file")
+        layout[key] = (storage_type, numel)
+        return np.zeros(numel, dtype=_STORAGE_DTYPES[storage_type][1])
+
+    _TorchUnpickler(f, source, zero_storage).load()
+    storages = {}
+    for key in read_small_pickle():
+        storage_type, numel = layout[key]
+        count = int.from_bytes(f.read(8), "little")
+        if count != numel:
+            raise ValueError(f"storage {key!r} has {count} elements, expected {numel}")
+        raw = f.read(numel * _storage_itemsize(storage_type))
+        storages[key] = _storage_array(storage_type, raw, numel, "little")
+
+    f.seek(main_start)
+    return _TorchUnpickler(f, source, lambda _type, key, _numel: storages[key]).load()
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> Any:
+    """Read a PyTorch ``.pth``/``.pt`` file without importing torch; tensors become arrays.
+
+    Both of torch's formats are read: the zip archive (the default since torch 1.6) and
+    the legacy stream (``_use_new_zipfile_serialization=False``). A saved state dict comes
+    back as a ``dict[str, np.ndarray]`` in torch's key order (an ``OrderedDict``, with
+    torch's ``_metadata`` attribute if it had one); a checkpoint holding more, such as
+    ``{"state_dict": {...}, "epoch": 3}``, comes back with the same nesting, tensors as
+    contiguous arrays with torch's dtype (float16 and bfloat16 become float32) and other
+    values as plain Python. Big-endian files are byte-swapped.
+
+    The file may name only ``collections.OrderedDict``, torch's tensor/parameter rebuild
+    functions and its storage classes; anything else (``os.system``, ``builtins.eval``,
+    an ``nn.Module`` class) raises :class:`UnsafePickleError` (a ``ValueError``) naming
+    the global and the file, before anything is called.
+
+    Raises ``FileNotFoundError`` if ``path`` does not exist and ``ValueError`` naming the
+    file if it is truncated, corrupted or not a PyTorch checkpoint.
+    """
+    source = os.fspath(path)
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+        f.seek(0)
+        try:
+            if is_zip:
+                return _load_zip_checkpoint(f, source)
+            return _load_legacy_checkpoint(f, source)
+        except UnsafePickleError:
+            raise
+        except _CORRUPT_FILE_ERRORS as exc:
+            raise ValueError(
+                f"{source}: corrupted or not a PyTorch checkpoint ({type(exc).__name__}: {exc})"
+            ) from None
