@@ -47,3 +47,29 @@ def torch_default_uniform(
     """
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+CONV_INITS = ("he", "xavier", "torch")
+
+
+def init_conv_weights(model, scheme: str, rng: np.random.Generator) -> None:
+    """Re-draw every conv weight of ``model`` with one scheme, in place.
+
+    ``"he"``: Kaiming normal, fan_out (torchvision's ResNet); ``"xavier"``: Glorot
+    uniform; ``"torch"``: PyTorch's layer default U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    which is the "classic" small initialisation under which deep plain nets' gradients vanish.
+    """
+    from nnscratch.nn.conv import Conv2d  # local: init is imported by the layers themselves
+
+    if scheme not in CONV_INITS:
+        raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(CONV_INITS)}")
+    for module in model.modules():
+        if isinstance(module, Conv2d):
+            w = module.weight.data
+            if scheme == "he":
+                new = kaiming_normal(w.shape, rng, "fan_out", w.dtype)
+            elif scheme == "xavier":
+                new = xavier_uniform(w.shape, rng, w.dtype)
+            else:
+                new = torch_default_uniform(w.shape, fans(w.shape)[0], rng, w.dtype)
+            w[...] = new

@@ -9,6 +9,7 @@ gradients into ``param.grad`` and returns the input gradient.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -24,6 +25,21 @@ class IncompatibleKeys(NamedTuple):
 
     missing_keys: list[str]
     unexpected_keys: list[str]
+
+
+# While trace_calls() is active: (module, output shape) for every module call, in order.
+_calls: list[tuple[Module, tuple[int, ...]]] | None = None
+
+
+@contextlib.contextmanager
+def trace_calls() -> Iterator[list[tuple[Module, tuple[int, ...]]]]:
+    """Record ``(module, output_shape)`` for each module called inside the block."""
+    global _calls
+    previous, _calls = _calls, []
+    try:
+        yield _calls
+    finally:
+        _calls = previous
 
 
 # Older checkpoints (and torchvision's own files) may lack this buffer; it is optional.
@@ -76,14 +92,21 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
     def __call__(self, *inputs: Any) -> Any:
+        slot = None
+        if _calls is not None:  # reserve the slot at entry so parents precede children
+            slot = len(_calls)
+            _calls.append((self, ()))
         try:
-            return self.forward(*inputs)
+            y = self.forward(*inputs)
         except (InputShapeError, InputDtypeError) as error:
             if getattr(error, "layer_named", False):
                 raise
             labelled = type(error)(f"{self!r}: {error}")
             labelled.layer_named = True
             raise labelled from None
+        if slot is not None and _calls is not None:
+            _calls[slot] = (self, np.shape(y))
+        return y
 
     def save_for_backward(self, cache: Any) -> None:
         """Keep ``cache`` for the next backward (nothing is kept under ``no_grad()``)."""

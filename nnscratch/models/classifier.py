@@ -1,0 +1,108 @@
+"""What every image classifier here shares: a chain of stages ending in a linear head.
+
+Forward runs the stages in order; backward runs them in reverse. On top of that:
+``features(x)`` (the pooled embedding), ``summary(input_shape)`` (a table of output
+shapes and parameter counts), ``replace_head`` and ``freeze_backbone`` for transfer
+learning.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnscratch.nn.grad_mode import no_grad
+from nnscratch.nn.linear import Linear
+from nnscratch.nn.module import Module, trace_calls
+
+
+class ImageClassifier(Module):
+    """Base class: subclasses set the layers and list them in :meth:`backbone`; ``fc`` is the head."""
+
+    fc: Linear
+
+    def backbone(self) -> list[Module]:
+        """Stages from the image to the pooled (N, C, 1, 1) map, in forward order."""
+        raise NotImplementedError
+
+    def _stages(self) -> list[Module]:
+        return [*self.backbone(), self.flatten, self.fc]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, num_classes) for images x (N, in_channels, H, W)."""
+        for stage in self._stages():
+            x = stage(x)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        """dL/dx (N, in_channels, H, W) from dL/dlogits (N, num_classes)."""
+        for stage in reversed(self._stages()):
+            dy = stage.backward(dy)
+        return dy
+
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """The pooled embedding (N, fc.in_features) that the head classifies."""
+        for stage in [*self.backbone(), self.flatten]:
+            x = stage(x)
+        return x
+
+    @property
+    def num_classes(self) -> int:
+        return self.fc.out_features
+
+    def replace_head(self, num_classes: int, rng: np.random.Generator | None = None) -> None:
+        """A new, freshly initialised ``fc`` with ``num_classes`` outputs (same dtype)."""
+        dtype = self.fc.weight.dtype
+        self.fc = Linear(self.fc.in_features, num_classes, rng=rng, dtype=dtype)
+
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) every parameter except the head's.
+
+        Frozen parameters get no gradient and no optimizer update. Batch norm still
+        follows ``train()``/``eval()``; call ``eval()`` on the backbone to fix its statistics.
+        """
+        self.requires_grad_(not frozen)
+        self.fc.requires_grad_(True)
+
+    def summary(self, input_shape: tuple[int, ...], depth: int = 2, file=None) -> list[dict]:
+        """Run one image of ``input_shape`` (C, H, W) and list each module's output shape.
+
+        Returns rows ``{"name", "type", "output_shape", "params"}`` for modules at most
+        ``depth`` levels deep and prints them as a table (to ``file`` if given, else stdout).
+        """
+        names = {id(m): name for name, m in self.named_modules()}
+        dtype = next(iter(self.parameters())).dtype
+        was_training = self.training
+        self.eval()
+        try:
+            with no_grad(), trace_calls() as calls:
+                self.forward(np.zeros((1, *input_shape), dtype=dtype))
+        finally:
+            self.train(was_training)
+        rows = []
+        for module, shape in calls:
+            name = names.get(id(module), "")
+            if 0 < name.count(".") + 1 <= depth:
+                params = sum(p.size for p in module.parameters())
+                rows.append(
+                    {
+                        "name": name,
+                        "type": type(module).__name__,
+                        "output_shape": shape[1:],
+                        "params": params,
+                    }
+                )
+        _print_table(rows, self.num_parameters(), self.num_parameters(trainable_only=True), file)
+        return rows
+
+
+def _print_table(rows: list[dict], total: int, trainable: int, file) -> None:
+    width = max(len(r["name"]) + 2 * r["name"].count(".") for r in rows) + 2
+    lines = [f"{'layer':<{width}}{'type':<20}{'output shape':<20}{'params':>12}"]
+    lines.append("-" * len(lines[0]))
+    for r in rows:
+        indent = "  " * r["name"].count(".")
+        shape = " x ".join(str(s) for s in r["output_shape"])
+        lines.append(f"{indent + r['name']:<{width}}{r['type']:<20}{shape:<20}{r['params']:>12,}")
+    lines.append("-" * len(lines[0]))
+    lines.append(f"total parameters: {total:,} (trainable: {trainable:,})")
+    print("\n".join(lines), file=file)

@@ -1,0 +1,73 @@
+"""The three-layer residual block of ResNet-50/101/152 (torchvision's "ResNet v1.5").
+
+    out = relu( bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x) )
+
+conv1 is 1x1 (in_channels -> planes), conv2 is 3x3 with the block's stride (as
+torchvision puts it), conv3 is 1x1 (planes -> 4 * planes). ``residual=False`` builds
+the plain twin with no shortcut.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnscratch.nn.activation import ReLU
+from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.container import Identity
+from nnscratch.nn.conv import Conv2d
+from nnscratch.nn.module import Module
+from nnscratch.nn.residual import ResidualBlock
+
+
+class Bottleneck(ResidualBlock):
+    """x (N, in_channels, H, W) -> (N, 4 * planes, H_out, W_out), H_out = ceil(H / stride)."""
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        *,
+        residual: bool = True,
+        batch_norm: bool = True,
+        shortcut: str = "projection",
+        rng: np.random.Generator | None = None,
+    ):
+        super().__init__()
+        rng = rng if rng is not None else np.random.default_rng()
+        out_channels = planes * self.expansion
+
+        def norm(channels: int) -> Module:
+            return BatchNorm2d(channels) if batch_norm else Identity()
+
+        self.conv1 = Conv2d(in_channels, planes, 1, bias=not batch_norm, rng=rng)
+        self.bn1 = norm(planes)
+        self.relu1 = ReLU()
+        self.conv2 = Conv2d(planes, planes, 3, stride, 1, bias=not batch_norm, rng=rng)
+        self.bn2 = norm(planes)
+        self.relu2 = ReLU()
+        self.conv3 = Conv2d(planes, out_channels, 1, bias=not batch_norm, rng=rng)
+        self.bn3 = norm(out_channels)
+        self.relu3 = ReLU()
+        self.build_shortcut(in_channels, out_channels, stride, residual, batch_norm, shortcut, rng)
+
+    def main_path(self) -> list[Module]:
+        return [
+            self.conv1,
+            self.bn1,
+            self.relu1,
+            self.conv2,
+            self.bn2,
+            self.relu2,
+            self.conv3,
+            self.bn3,
+        ]
+
+    def last_norm(self) -> Module:
+        return self.bn3
+
+    @property
+    def relu_out(self) -> ReLU:
+        return self.relu3
