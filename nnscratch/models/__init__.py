@@ -40,6 +40,11 @@ def names() -> list[str]:
     return list(_REGISTRY)
 
 
+def supports_stem(name: str) -> bool:
+    """True for the torchvision-style ResNets, which take ``stem="imagenet"|"cifar"``."""
+    return name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
 def create(name: str, **kwargs) -> ImageClassifier:
     """Build the model ``name`` (e.g. ``"resnet18"``) with keyword arguments for its constructor."""
     try:
@@ -65,4 +70,5 @@ __all__ = [
     "resnet101",
     "resnet110",
     "resnet152",
+    "supports_stem",
 ]

@@ -1,0 +1,7 @@
+"""``python -m nnscratch`` runs the command-line interface."""
+
+import sys
+
+from nnscratch.cli import main
+
+sys.exit(main())

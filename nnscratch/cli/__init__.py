@@ -1,0 +1,57 @@
+"""The ``nnscratch`` command: one sub-command per module in this package.
+
+Each module ``nnscratch/cli/<name>.py`` defines ``register(subparsers)``, which adds
+its parser and sets ``run=<function(args) -> int>``. Errors a user can fix (a bad
+argument, a missing file) print one line and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nnscratch.utils.safe_pickle import UnsafePickleError
+
+COMMANDS = ("train", "evaluate", "extract", "summary", "gradcheck", "bench",
+            "gradflow", "degradation", "lesion")  # fmt: skip
+
+# Exceptions that mean "the input was wrong", reported as one line.
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError,
+               PermissionError, KeyError, UnsafePickleError)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nnscratch",
+        description="A from-scratch NumPy ResNet: train, evaluate, inspect and benchmark it.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"nnscratch.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"nnscratch.cli.{name}":
+                raise
+            continue  # that command is not part of this version
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("nnscratch: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        message = str(error).strip("'\"") if isinstance(error, KeyError) else str(error)
+        print(f"nnscratch {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

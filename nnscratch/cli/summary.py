@@ -1,0 +1,48 @@
+"""``nnscratch summary MODEL``: the layer table of a model (output shapes, parameters)."""
+
+from __future__ import annotations
+
+import argparse
+
+from nnscratch import models
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "summary",
+        help="print a model's layers, output shapes and parameter counts",
+        description="Print a model's layers with output shapes and parameter counts.",
+    )
+    p.add_argument("model", help=f"model name: {', '.join(models.names())}")
+    p.add_argument("--num-classes", type=int, default=10, help="outputs of the head (default 10)")
+    p.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
+    p.add_argument("--image-size", type=int, default=32, help="input height = width (default 32)")
+    p.add_argument(
+        "--stem", choices=["cifar", "imagenet"], default="cifar",
+        help="ResNet-18..152 only: 3x3 CIFAR stem or 7x7 + max-pool ImageNet stem (default cifar)",
+    )  # fmt: skip
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0)")
+    p.add_argument("--plain", action="store_true", help="the plain twin (no shortcuts)")
+    p.add_argument("--depth", type=int, default=2, help="how many levels of modules to list")
+    p.set_defaults(run=run)
+
+
+def model_kwargs(args: argparse.Namespace) -> dict:
+    """Constructor arguments shared by the commands that build a model from flags."""
+    kwargs = {
+        "num_classes": args.num_classes,
+        "in_channels": args.in_channels,
+        "width": args.width,
+        "residual": not args.plain,
+    }
+    if models.supports_stem(args.model):
+        kwargs["stem"] = args.stem
+    return kwargs
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.image_size < 1:
+        raise ValueError(f"--image-size must be positive, got {args.image_size}")
+    model = models.create(args.model, **model_kwargs(args))
+    model.summary((args.in_channels, args.image_size, args.image_size), depth=args.depth)
+    return 0
