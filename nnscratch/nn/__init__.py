@@ -1,7 +1,9 @@
 """Modules that own parameters and wrap the functional ops: layers, containers, losses."""
 
 from nnscratch.nn.activation import ReLU
+from nnscratch.nn.basic_block import BasicBlock
 from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.bottleneck import Bottleneck
 from nnscratch.nn.container import Identity, Sequential
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.flatten import Flatten
@@ -11,11 +13,15 @@ from nnscratch.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
 from nnscratch.nn.module import IncompatibleKeys, Module
 from nnscratch.nn.parameter import Parameter
 from nnscratch.nn.pooling import AdaptiveAvgPool2d, MaxPool2d
+from nnscratch.nn.residual import ResidualBlock
+from nnscratch.nn.shortcut import ZeroPadShortcut
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "BCEWithLogitsLoss",
+    "BasicBlock",
     "BatchNorm2d",
+    "Bottleneck",
     "Conv2d",
     "CrossEntropyLoss",
     "Flatten",
@@ -26,7 +32,9 @@ __all__ = [
     "Module",
     "Parameter",
     "ReLU",
+    "ResidualBlock",
     "Sequential",
+    "ZeroPadShortcut",
     "is_grad_enabled",
     "no_grad",
 ]
