@@ -78,10 +78,10 @@ def save(model_or_state: Any, path: str | os.PathLike) -> None:
             array = np.asarray(value)
         except ValueError as exc:
             raise ValueError(f"state dict entry {key!r} is not an array: {exc}") from None
-        if array.dtype.kind not in "biufc":
+        if array.dtype.kind not in "biufcU":  # U: fixed-width text (class names), no pickle
             raise TypeError(
-                f"state dict entry {key!r} has dtype {array.dtype}; only numeric arrays "
-                "(bool, int, float, complex) can be saved"
+                f"state dict entry {key!r} has dtype {array.dtype}; only numeric or text arrays "
+                "(bool, int, float, complex, str) can be saved"
             )
         arrays[key] = array
     with atomic_write(path, "wb") as f:

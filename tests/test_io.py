@@ -104,7 +104,7 @@ def test_save_is_atomic_when_writing_fails(tmp_path, monkeypatch):
     ("state", "error", "pattern"),
     [
         ({3: np.ones(2)}, TypeError, "key 3"),
-        ({"w": "text"}, TypeError, "'w'"),
+        ({"w": b"bytes"}, TypeError, "'w'"),
         ({"w": np.array([object()])}, TypeError, "'w'"),
         ({"w": [[1.0, 2.0], [3.0]]}, ValueError, "'w'"),
         ({"file": np.ones(2)}, ValueError, "'file'"),

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
 
 COMMANDS = ("train", "evaluate", "extract", "summary", "gradcheck", "bench",
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nnscratch: interrupted", file=sys.stderr)
         return 130
+    except TrainingDiverged as error:
+        print(f"nnscratch {args.command}: stopped: {error}", file=sys.stderr)
+        return 3
     except USER_ERRORS as error:
         message = str(error).strip("'\"") if isinstance(error, KeyError) else str(error)
         print(f"nnscratch {args.command}: error: {message}", file=sys.stderr)

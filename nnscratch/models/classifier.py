@@ -57,11 +57,21 @@ class ImageClassifier(Module):
     def freeze_backbone(self, frozen: bool = True) -> None:
         """Freeze (or unfreeze) every parameter except the head's.
 
-        Frozen parameters get no gradient and no optimizer update. Batch norm still
-        follows ``train()``/``eval()``; call ``eval()`` on the backbone to fix its statistics.
+        Frozen parameters get no gradient and no optimizer update, and a frozen backbone
+        stays in eval mode even under ``train()``, so its batch-norm statistics are fixed
+        too: the backbone is then a fixed feature extractor.
         """
         self.requires_grad_(not frozen)
         self.fc.requires_grad_(True)
+        object.__setattr__(self, "backbone_frozen", frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        super().train(mode)
+        if mode and getattr(self, "backbone_frozen", False):
+            for stage in self.backbone():
+                stage.eval()
+        return self
 
     def summary(self, input_shape: tuple[int, ...], depth: int = 2, file=None) -> list[dict]:
         """Run one image of ``input_shape`` (C, H, W) and list each module's output shape.

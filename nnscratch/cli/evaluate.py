@@ -1,0 +1,51 @@
+"""``nnscratch evaluate CKPT``: accuracy and per-class accuracy of a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nnscratch import plot
+from nnscratch.training import evaluate, load_checkpoint
+from nnscratch.training.metrics import confusion_matrix, per_class_accuracy
+from nnscratch.training.setup import dataset_split, restore_run
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="accuracy and per-class accuracy of a checkpoint on a split",
+        description="Evaluate a training checkpoint (best.npz or last.npz of a run) on the "
+        "test split of the dataset it was trained on, with that run's normalisation.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint written by nnscratch train")
+    p.add_argument("--split", choices=["test", "val", "train"], default="test", help="default test")
+    p.add_argument("--batch-size", type=int, default=256, help="default 256")
+    p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
+    checkpoint = load_checkpoint(args.checkpoint)
+    config, model, transform = restore_run(checkpoint)
+    dataset = dataset_split(config, args.split)
+    result = evaluate(model, dataset, transform, args.batch_size)
+    classes = checkpoint["classes"]
+    counts = confusion_matrix(result.labels, result.predictions, len(classes))
+    per_class = dict(zip(classes, map(float, per_class_accuracy(counts))))
+    if args.confusion:
+        plot.confusion_figure(counts, classes, args.confusion,
+                              title=f"{args.split} accuracy {result.accuracy:.2%}")  # fmt: skip
+    if args.json:
+        print(json.dumps({"split": args.split, "accuracy": result.accuracy, "loss": result.loss,
+                          "images": len(dataset), "per_class_accuracy": per_class}, indent=1))  # fmt: skip
+        return 0
+    print(f"{config.model} on {config.dataset} ({args.split}, {len(dataset)} images): "
+          f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")  # fmt: skip
+    width = max(len(c) for c in classes)
+    for name, accuracy in per_class.items():
+        print(f"  {name:<{width}}  {accuracy:7.2%}")
+    return 0

@@ -1,0 +1,94 @@
+"""Everything a training run depends on, as one flat, JSON-friendly dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "onecycle", "step", "multistep", "constant")
+DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``nnscratch train``; the defaults are the quick-start run."""
+
+    # data
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    download: bool = True
+    n_train: int | None = None  # synthetic only: training images (default: the set's own)
+    n_test: int | None = None  # synthetic only: test images
+    pad_to: int | None = None  # fashion_mnist only: zero-pad 28x28 to this size
+    image_size: int = 32  # folder only: images are resized to this size
+    val_fraction: float = 0.1
+    # model
+    model: str = "resnet18"
+    stem: str = "cifar"
+    width: float = 1.0
+    plain: bool = False
+    init_from: str | None = None  # weights to start from (checkpoint, .npz or torchvision .pth)
+    freeze_backbone: bool = False
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: 0.1 for SGD, 1e-3 for Adam/AdamW
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    decay_bn_and_bias: bool = False
+    schedule: str = "cosine"
+    step_size: int = 30  # epochs, for schedule="step"
+    milestones: list[int] = field(default_factory=lambda: [50, 75])  # epochs, "multistep"
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    # augmentation
+    crop: int = 4
+    flip: bool = True
+    jitter: float = 0.0
+    # run
+    seed: int = 0
+    out_dir: str = "runs/train"
+    prefetch: bool = True
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(
+                f"unknown optimizer {self.optimizer!r} (choose {', '.join(OPTIMIZERS)})"
+            )
+        if self.schedule not in SCHEDULES:
+            problems.append(f"unknown schedule {self.schedule!r} (choose {', '.join(SCHEDULES)})")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr is not None and self.lr <= 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.val_fraction < 1:
+            problems.append(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.width <= 0:
+            problems.append(f"width must be positive, got {self.width}")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            problems.append(f"warmup_epochs must lie in [0, epochs), got {self.warmup_epochs}")
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) is not None and getattr(self, name) < 10:
+                problems.append(f"{name} must be at least 10, got {getattr(self, name)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output, ignoring keys this version does not know."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

@@ -1,0 +1,187 @@
+"""The trainer and the train/evaluate/extract commands, on tiny synthetic runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnscratch.training.trainer as trainer_module
+from nnscratch.cli import main
+from nnscratch.nn.loss import CrossEntropyLoss
+from nnscratch.training import TrainConfig, TrainingDiverged, load_checkpoint, train
+
+TINY = dict(model="resnet20", width=0.25, n_train=240, n_test=40, batch_size=32, epochs=2, seed=3)
+TINY_FLAGS = ["--model", "resnet20", "--width", "0.25", "--n-train", "240", "--n-test", "40",
+              "--batch-size", "32", "--seed", "3", "--no-progress"]  # fmt: skip
+
+
+def weights(path):
+    return load_checkpoint(path)["model"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    summary = train(TrainConfig(**TINY, out_dir=str(out)), progress=False, log=lambda s: None)
+    return out, summary
+
+
+def test_run_writes_everything(finished_run):
+    out, summary = finished_run
+    for name in ("config.json", "metrics.csv", "metrics.json", "last.npz", "best.npz",
+                 "curves.png", "confusion.png", "summary.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = json.loads((out / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert len((out / "metrics.csv").read_text().strip().splitlines()) == 3
+    assert 0 <= summary["test_accuracy"] <= 1 and len(summary["per_class_accuracy"]) == 10
+    assert (
+        json.loads((out / "summary.json").read_text())["test_accuracy"] == summary["test_accuracy"]
+    )
+    checkpoint = load_checkpoint(out / "last.npz")
+    assert checkpoint["progress"]["epoch"] == 2 and checkpoint["classes"][0] == "horizontal_stripes"
+
+
+def test_same_seed_same_weights(finished_run, tmp_path):
+    out, _ = finished_run
+    train(TrainConfig(**TINY, out_dir=str(tmp_path)), progress=False, log=lambda s: None)
+    for (key, a), b in zip(
+        weights(out / "last.npz").items(), weights(tmp_path / "last.npz").values()
+    ):
+        np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def test_ctrl_c_saves_and_resume_equals_uninterrupted(finished_run, tmp_path):
+    """Interrupt the CLI mid-epoch with SIGINT, resume it, compare with the uninterrupted run."""
+    out, _ = finished_run
+    run_dir = tmp_path / "interrupted"
+    command = [sys.executable, "-m", "nnscratch", "train", *TINY_FLAGS, "--epochs", "2",
+               "--out", str(run_dir)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while (
+        not (run_dir / "metrics.csv").exists() and process.poll() is None and time.time() < deadline
+    ):
+        time.sleep(0.01)  # the metrics log is created once Ctrl-C is handled
+    process.send_signal(signal.SIGINT)  # stops after the step in progress
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 130, output
+    assert "interrupted: saved" in output and "Traceback" not in output
+    progress = load_checkpoint(run_dir / "last.npz")["progress"]
+    assert (progress["epoch"], progress["batch"]) != (0, 0)  # stopped mid-run, not at the start
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    for (key, a), b in zip(
+        weights(out / "last.npz").items(), weights(run_dir / "last.npz").values()
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7, err_msg=key)
+    rows = json.loads((run_dir / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+
+    class FailsInEpochTwo(CrossEntropyLoss):
+        def forward(self, logits, targets):
+            calls["n"] += 1
+            loss = super().forward(logits, targets)
+            return float("nan") if calls["n"] > 8 else loss  # 216 images: 6 batches per epoch
+
+    monkeypatch.setattr(trainer_module, "CrossEntropyLoss", FailsInEpochTwo)
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, batch 3.*last\.npz"):
+        train(TrainConfig(**TINY, out_dir=str(tmp_path)), progress=False, log=lambda s: None)
+    assert load_checkpoint(tmp_path / "last.npz")["progress"]["epoch"] == 1
+    assert all(np.isfinite(v).all() for v in weights(tmp_path / "last.npz").values())
+
+
+def test_corrupted_and_truncated_checkpoints_are_clear_errors(finished_run, tmp_path, capsys):
+    out, _ = finished_run
+    data = (out / "last.npz").read_bytes()
+    (tmp_path / "last.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"last\.npz: corrupted"):
+        load_checkpoint(tmp_path / "last.npz")
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "corrupted" in err and "Traceback" not in err
+    (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(tmp_path / "junk.npz")]) == 2
+
+
+def test_evaluate_and_extract_commands(finished_run, tmp_path, capsys):
+    out, summary = finished_run
+    assert (
+        main(["evaluate", str(out / "best.npz"), "--json", "--confusion", str(tmp_path / "c.png")])
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == pytest.approx(summary["test_accuracy"]) and result["images"] == 40
+    assert (tmp_path / "c.png").is_file()
+    assert (
+        main(["extract", str(out / "best.npz"), "--split", "val", "--out", str(tmp_path / "f.npz")])
+        == 0
+    )
+    saved = np.load(tmp_path / "f.npz")
+    assert saved["features"].shape == (24, 16) and saved["features"].dtype == np.float32
+    assert saved["labels"].shape == (24,) and list(saved["classes"][:2]) == [
+        "horizontal_stripes",
+        "vertical_stripes",
+    ]
+
+
+def test_transfer_learning_from_a_checkpoint_with_frozen_backbone(finished_run, tmp_path):
+    out, _ = finished_run
+    config = TrainConfig(**{**TINY, "epochs": 1}, init_from=str(out / "best.npz"), freeze_backbone=True,
+                         out_dir=str(tmp_path))  # fmt: skip
+    train(config, progress=False, log=lambda s: None)
+    before, after = weights(out / "best.npz"), weights(tmp_path / "last.npz")
+    for key in before:
+        if not key.startswith("fc."):
+            np.testing.assert_array_equal(before[key], after[key], err_msg=key)  # BN stats too
+    assert not np.array_equal(before["fc.weight"], after["fc.weight"])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["train", "--model", "resnet19"], "unknown model 'resnet19'"),
+        (["train", "--resume", "/nonexistent/run"], "not found"),
+        (["train", "--init-from", "/nonexistent.pth", *TINY_FLAGS], "not found"),
+        (["train", "--batch-size", "0"], "batch_size must be at least 1"),
+        (["train", "--width", "-1"], "width must be positive"),
+        (["train", "--dataset", "folder", "--data-dir", "/nonexistent/folder"], "nonexistent"),
+        (["evaluate", "/nonexistent.npz"], "not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_train_help_lists_options_and_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--dataset", "--model", "--stem", "--width", "--epochs", "--batch-size", "--optimizer",
+                   "--lr", "--schedule", "--crop", "--seed", "--out", "--resume", "examples:"):  # fmt: skip
+        assert option in text
+
+
+def test_default_output_directory_is_new_each_run(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr(
+        "nnscratch.cli.train.train", lambda config, progress: seen.append(config.out_dir)
+    )
+    main(["train"])
+    assert seen[0].startswith("runs/train-") and Path(os.getcwd()) == tmp_path
