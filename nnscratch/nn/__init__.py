@@ -15,6 +15,7 @@ from nnscratch.nn.parameter import Parameter
 from nnscratch.nn.pooling import AdaptiveAvgPool2d, MaxPool2d
 from nnscratch.nn.residual import ResidualBlock
 from nnscratch.nn.shortcut import ZeroPadShortcut
+from nnscratch.nn.smooth_activation import Sigmoid, Tanh
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -34,6 +35,8 @@ __all__ = [
     "ReLU",
     "ResidualBlock",
     "Sequential",
+    "Sigmoid",
+    "Tanh",
     "ZeroPadShortcut",
     "is_grad_enabled",
     "no_grad",

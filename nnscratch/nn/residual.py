@@ -12,6 +12,7 @@ import numpy as np
 
 from nnscratch.nn.module import Module
 from nnscratch.nn.shortcut import ZeroPadShortcut, projection
+from nnscratch.utils.norms import frobenius_norm
 
 SHORTCUTS = ("projection", "zero_pad")
 
@@ -81,8 +82,8 @@ class ResidualBlock(Module):
             dx = dx_main + dx_shortcut
         if self.record_grad_ledger:
             self.grad_ledger = {
-                "main": float(np.linalg.norm(dx_main)),
-                "shortcut": 0.0 if dx_shortcut is None else float(np.linalg.norm(dx_shortcut)),
-                "total": float(np.linalg.norm(dx)),
+                "main": frobenius_norm(dx_main),
+                "shortcut": 0.0 if dx_shortcut is None else frobenius_norm(dx_shortcut),
+                "total": frobenius_norm(dx),
             }
         return dx

@@ -1,0 +1,103 @@
+"""``nnscratch degradation``: train plain and residual nets of two depths; deeper plain trains worse."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from nnscratch import data, plot
+from nnscratch.experiments import common
+from nnscratch.experiments.degradation import degradation
+from nnscratch.nn.init import CONV_INITS
+from nnscratch.training.config import SCHEDULES
+
+EXAMPLES = """examples:
+  nnscratch degradation                               # ResNet-20 and -56, plain and residual
+  nnscratch degradation --steps 100 --width 0.5       # quicker
+  nnscratch degradation --depths 20 32 44 56 --steps 1000
+  nnscratch degradation --no-bn --init torch          # without batch norm, classic init
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "degradation",
+        help="train plain and residual CIFAR ResNets of several depths for a short budget",
+        description="Train the plain and the residual CIFAR ResNet of each depth for the "
+        "same number of SGD steps on the same batches (He et al. 2015, Fig. 6): with "
+        "batch norm the deeper plain net reaches a higher training error, the deeper "
+        "residual net does not. Writes degradation.json, curves.csv (per step), test.csv "
+        "(per evaluation) and degradation.png to the output directory.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--depths", type=int, nargs="+", default=[20, 56],
+                   help="CIFAR ResNet depths 6n+2 (default 20 56)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=300, help="SGD steps per run (default 300)")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    p.add_argument("--momentum", type=float, default=0.9, help="default 0.9")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4 (He et al.)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="learning-rate schedule over the budget (default constant)")  # fmt: skip
+    p.add_argument("--no-bn", action="store_true", help="no batch norm (convs get biases)")
+    p.add_argument(
+        "--init", choices=CONV_INITS, default="he", help="conv initialisation (default he)"
+    )
+    p.add_argument("--activation", choices=list(common.ACTIVATIONS), default="relu",
+                   help="replace every ReLU by this (default relu)")  # fmt: skip
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
+    p.add_argument("--dataset", default="synthetic",
+                   help=f"one of {', '.join(data.names())} (default synthetic)")  # fmt: skip
+    p.add_argument(
+        "--data-dir", help="dataset directory (default $NNSCRATCH_DATA or ~/.cache/nnscratch)"
+    )
+    p.add_argument("--n-train", type=int, help="synthetic set: training images (default 10000)")
+    p.add_argument("--n-test", type=int, help="synthetic set: test images (default 2000)")
+    p.add_argument("--crop", type=int, default=4, help="random-crop padding, 0 = off (default 4)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--eval-every", type=int, default=50,
+                   help="measure the test split every this many steps, 0 = only at the end (default 50)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
+    p.add_argument("--out", help="output directory (default runs/degradation-<date>-<time>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.dataset not in data.names():
+        raise ValueError(
+            f"unknown dataset {args.dataset!r}; choose one of {', '.join(data.names())}"
+        )
+    common.check_positive(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width
+    )
+    if args.eval_every < 0:
+        raise ValueError(f"--eval-every must be >= 0, got {args.eval_every}")
+    out = Path(args.out or time.strftime("runs/degradation-%Y%m%d-%H%M%S"))
+    result = degradation(args.depths, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         momentum=args.momentum, weight_decay=args.weight_decay,
+                         schedule=args.schedule, batch_norm=not args.no_bn, init=args.init,
+                         activation=args.activation, width=args.width, dataset=args.dataset,
+                         data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
+                         crop=args.crop, flip=not args.no_flip, eval_every=args.eval_every,
+                         seed=args.seed, progress=not args.no_progress, log=print)  # fmt: skip
+    write(result, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def write(result: dict, out: Path) -> None:
+    """The JSON, the per-step and per-evaluation CSVs and the figure of a degradation result."""
+    out.mkdir(parents=True, exist_ok=True)
+    common.save_json(result, out / "degradation.json")
+    curves, tests = [], []
+    for run in result["runs"]:
+        curves += [{"label": run["label"], "step": s, "train_loss": loss, "train_error": error}
+                   for s, loss, error in zip(run["step"], run["train_loss"], run["train_error"],
+                                             strict=True)]  # fmt: skip
+        tests += [{"label": run["label"], **row} for row in run["eval"]]
+    common.save_csv(curves, out / "curves.csv")
+    common.save_csv(tests, out / "test.csv")
+    plot.degradation_figure(result, out / "degradation.png")

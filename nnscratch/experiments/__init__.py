@@ -1,0 +1,54 @@
+"""Experiments on residual vs plain networks; each returns plain data, ``nnscratch.plot`` draws it.
+
+- :func:`gradient_flow` / :func:`regimes`: per-layer gradient norms at initialisation,
+  with and without batch norm, for several initialisations (the three regimes);
+- :func:`degradation`: deeper plain nets train worse, residual ones do not;
+- :func:`lesion` / :func:`lesion_study`: delete one block at test time.
+
+:func:`with_activation` swaps every ReLU of a built model for tanh or sigmoid;
+:func:`to_jsonable` / :func:`save_json` / :func:`save_csv` store results.
+"""
+
+from nnscratch.experiments.common import (
+    ACTIVATIONS,
+    build_model,
+    fixed_batch,
+    load_splits,
+    save_csv,
+    save_json,
+    to_jsonable,
+    train_steps,
+    with_activation,
+)
+from nnscratch.experiments.degradation import degradation
+from nnscratch.experiments.gradflow import (
+    DEFAULT_MODELS,
+    DEFAULT_REGIMES,
+    REGIMES,
+    format_table,
+    gradient_flow,
+    regimes,
+)
+from nnscratch.experiments.lesion import BranchRemoved, lesion, lesion_study
+
+__all__ = [
+    "ACTIVATIONS",
+    "DEFAULT_MODELS",
+    "DEFAULT_REGIMES",
+    "REGIMES",
+    "BranchRemoved",
+    "build_model",
+    "degradation",
+    "fixed_batch",
+    "format_table",
+    "gradient_flow",
+    "lesion",
+    "lesion_study",
+    "load_splits",
+    "regimes",
+    "save_csv",
+    "save_json",
+    "to_jsonable",
+    "train_steps",
+    "with_activation",
+]

@@ -1,0 +1,219 @@
+"""Figures of the experiments in :mod:`nnscratch.experiments`: gradient flow, the gradient
+ledger, degradation curves and lesion bars. Each takes the experiment's returned data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from nnscratch.plot.figure import new_figure, save_png
+
+PLAIN, RESIDUAL = "tab:red", "tab:blue"
+
+
+def _kind(residual: bool) -> str:
+    return "residual" if residual else "plain"
+
+
+INIT_NAMES = {"he": "He init", "xavier": "Xavier init", "torch": "PyTorch default init"}
+
+
+def _regime_label(run: dict[str, Any]) -> str:
+    c = run["config"]
+    norm = "BN" if c["batch_norm"] else "no BN"
+    act = "" if c.get("activation", "relu") == "relu" else f", {c['activation']}"
+    return f"{norm}, {INIT_NAMES.get(c['init'], c['init'])}{act}"
+
+
+def _positive(values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Values for a log axis: the array with zeros as NaN, and the mask of the zeros."""
+    v = np.asarray(values, dtype=np.float64)
+    zero = v <= 0
+    return np.where(zero, np.nan, v), zero
+
+
+def gradflow_figure(
+    runs: Sequence[dict[str, Any]], path: str | os.PathLike | None = None, title: str = ""
+) -> Figure:
+    """Weight-gradient norm of each main-path conv (log axis) against its position.
+
+    One row per model and one column per regime (batch norm, init, activation); each
+    panel shows the plain twin (red) and the residual net (blue), with the first/last
+    ratio in the legend. A gradient of exactly 0 (float32 underflow) is drawn as a
+    triangle on the panel's bottom edge.
+    """
+    models = list(dict.fromkeys(r["config"]["model"] for r in runs))
+    regimes = list(dict.fromkeys(_regime_label(r) for r in runs))
+    figure, axes = new_figure(4.2 * len(regimes), 3.2 * len(models) + 0.4,
+                              nrows=len(models), ncols=len(regimes), squeeze=False)  # fmt: skip
+    for run in runs:
+        ax = axes[models.index(run["config"]["model"]), regimes.index(_regime_label(run))]
+        convs = [c for c in run["convs"] if not c["shortcut"]]
+        norms, zero = _positive([c["grad_norm"] for c in convs])
+        layer = np.arange(1, len(convs) + 1)
+        residual = run["config"]["residual"]
+        colour = RESIDUAL if residual else PLAIN
+        ax.semilogy(layer, norms, "-", color=colour, lw=1.5, marker=".", ms=3,
+                    label=f"{_kind(residual)} (first/last {run['ratio']:.2g})")  # fmt: skip
+        if zero.any():
+            ax.plot(layer[zero], np.zeros(zero.sum()), "v", color=colour, ms=4, clip_on=False,
+                    transform=ax.get_xaxis_transform(), label=f"{_kind(residual)}: exactly 0")  # fmt: skip
+    for i, model in enumerate(models):
+        for j, regime in enumerate(regimes):
+            ax = axes[i, j]
+            ax.set_title(f"{model}: {regime}", fontsize=10)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
+            if i == len(models) - 1:
+                ax.set_xlabel("conv layer (1 = input side)")
+            if j == 0:
+                ax.set_ylabel("|dL/dW|")
+    if title:
+        figure.suptitle(title)
+    save_png(figure, path)
+    return figure
+
+
+def ratio_figure(
+    table: Sequence[dict[str, Any]], path: str | os.PathLike | None = None, title: str = ""
+) -> Figure:
+    """First-conv / last-conv gradient ratio against depth (log axis), one line per regime.
+
+    Plain nets dashed with squares, residual nets solid with circles; the dotted line at
+    1 marks level gradients (below: vanishing towards the input, above: exploding).
+    """
+    figure, ax = new_figure(7, 4.5)
+    labels = list(dict.fromkeys(row["label"] for row in table))
+    colours = {label: f"C{k}" for k, label in enumerate(labels)}
+    for label in labels:
+        for residual in (False, True):
+            rows = [r for r in table if r["label"] == label and r["residual"] == residual]
+            rows.sort(key=lambda r: r["depth"])
+            if not rows:
+                continue
+            ratios, _ = _positive([r["ratio"] for r in rows])
+            ax.semilogy([r["depth"] for r in rows], ratios, "-o" if residual else "--s",
+                        color=colours[label], label=f"{label}, {_kind(residual)}")  # fmt: skip
+    ax.axhline(1.0, color="grey", ls=":", lw=1)
+    ax.set(xlabel="depth (weighted layers)", ylabel="|dL/dW_first| / |dL/dW_last|",
+           title=title or "gradient ratio at initialisation")  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_png(figure, path)
+    return figure
+
+
+def ledger_figure(
+    runs: Sequence[dict[str, Any]], path: str | os.PathLike | None = None, title: str = ""
+) -> Figure:
+    """The gradient ledger per block: how |main| and |shortcut| share the input gradient.
+
+    One panel per run. Stacked bars: |dx_main| and |dx_shortcut| as shares of their sum
+    (left axis); black dots: |dx| = |dx_main + dx_shortcut| at the block input on a log
+    axis (right), so the split and the size of the signal are both readable even when
+    the size changes by orders of magnitude along the net. A plain block is all main.
+    """
+    most = max(len(r["blocks"]) for r in runs)
+    figure, axes = new_figure(max(6.0, 0.22 * most + 2.5), 2.8 * len(runs) + 0.4,
+                              nrows=len(runs), squeeze=False)  # fmt: skip
+    for ax, run in zip(axes[:, 0], runs, strict=True):
+        blocks = run["blocks"]
+        x = np.arange(len(blocks))
+        main = np.array([b["main"] for b in blocks])
+        shortcut = np.array([b["shortcut"] for b in blocks])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.nan_to_num(main / (main + shortcut))
+        ax.bar(x, share, color="tab:orange", width=0.85, label="|dx main| share")
+        ax.bar(x, 1 - share, bottom=share, color=RESIDUAL, alpha=0.6, width=0.85,
+               label="|dx shortcut| share")  # fmt: skip
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("share of |main| + |shortcut|")
+        ax.set_xticks(x, [b["name"] for b in blocks], rotation=90, fontsize=6 if most > 30 else 8)
+        total, _ = _positive([b["total"] for b in blocks])
+        right = ax.twinx()
+        right.semilogy(x, total, "k.-", lw=0.8, ms=4, label="|dx| at block input")
+        right.set_ylabel("|dx| (log)")
+        c = run["config"]
+        ax.set_title(f"{_kind(c['residual'])} {c['model']}: {_regime_label(run)}", fontsize=10)
+        handles = ax.get_legend_handles_labels()
+        extra = right.get_legend_handles_labels()
+        right.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="best")
+    if title:
+        figure.suptitle(title)
+    save_png(figure, path)
+    return figure
+
+
+def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) < window or window < 2:
+        return v
+    kernel = np.ones(window) / window
+    head = np.cumsum(v[: window - 1]) / np.arange(1, window)  # shorter windows at the start
+    return np.concatenate([head, np.convolve(v, kernel, mode="valid")])
+
+
+def degradation_figure(
+    result: dict[str, Any], path: str | os.PathLike | None = None, smooth: int = 20
+) -> Figure:
+    """Training error (thin, moving average of ``smooth`` steps) and test error (bold),
+    plain nets on the left and residual nets on the right, as in He et al. (2015) Fig. 6.
+    """
+    figure, axes = new_figure(11, 4.2, ncols=2, sharey=True)
+    depths = sorted({run["depth"] for run in result["runs"]})
+    colours = {d: f"C{k}" for k, d in enumerate(depths)}
+    for ax, residual in zip(axes, (False, True), strict=True):
+        for run in (r for r in result["runs"] if r["residual"] == residual):
+            colour = colours[run["depth"]]
+            error = 100 * _moving_average(run["train_error"], smooth)
+            ax.plot(run["step"], error, "-", color=colour, lw=0.9, alpha=0.8,
+                    label=f"{run['depth']}-layer, train")  # fmt: skip
+            if run["eval"]:
+                ax.plot([e["step"] for e in run["eval"]],
+                        [100 * e["test_error"] for e in run["eval"]], "-o", color=colour,
+                        lw=2.2, ms=4, label=f"{run['depth']}-layer, test")  # fmt: skip
+            if run["diverged_at"]:
+                ax.axvline(run["diverged_at"], color=colour, ls=":")
+        ax.set(xlabel="SGD step", title=f"{_kind(residual)} nets")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("error (%)")
+    save_png(figure, path)
+    return figure
+
+
+def lesion_figure(result: dict[str, Any], path: str | os.PathLike | None = None) -> Figure:
+    """Test-accuracy drop when one block is deleted, per block, residual vs plain.
+
+    Hatched bars are blocks that change shape (deleted to the shortcut alone, or to the
+    zero-padding map in the plain net); the others are replaced by the identity.
+    """
+    runs = result["runs"]
+    names = [row["name"] for row in runs[0]["lesion"]["blocks"]]
+    figure, ax = new_figure(max(7.0, 0.35 * len(names) + 3), 4.2)
+    x = np.arange(len(names))
+    width = 0.8 / len(runs)
+    for k, run in enumerate(runs):
+        rows = run["lesion"]["blocks"]
+        colour = RESIDUAL if run["residual"] else PLAIN
+        base = run["lesion"]["baseline_accuracy"]
+        ax.bar(x + (k - (len(runs) - 1) / 2) * width, [100 * r["drop"] for r in rows], width,
+               color=colour, hatch=None, label=f"{run['label']} (intact: {base:.1%})")  # fmt: skip
+        for i, r in enumerate(rows):
+            if r["method"] != "identity":
+                ax.bar(x[i] + (k - (len(runs) - 1) / 2) * width, 100 * r["drop"], width,
+                       color="none", edgecolor="black", hatch="//", lw=0)  # fmt: skip
+    ax.axhline(0, color="black", lw=0.8)
+    ax.margins(y=0.25)  # room for the legend above the bars
+    ax.set_xticks(x, names, rotation=90, fontsize=8)
+    ax.set(ylabel="accuracy drop (percentage points)",
+           title="deleting one block at test time (hatched: block changes shape)")  # fmt: skip
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    save_png(figure, path)
+    return figure

@@ -1,0 +1,248 @@
+"""Experiments: the qualitative gradient-flow facts on small nets, the ledger, lesions, the CLI."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nnscratch import experiments
+from nnscratch.cli import main
+from nnscratch.experiments.common import forward_with_block_outputs, residual_blocks
+from nnscratch.experiments.lesion import BranchRemoved
+from nnscratch.gradcheck import check_module
+from nnscratch.nn import BasicBlock, ReLU
+from nnscratch.nn.smooth_activation import Sigmoid, Tanh
+from nnscratch.training import TrainConfig, setup, train
+
+TINY = dict(width=0.25, batch_size=8)  # 4/8/16 channels, 8 images: fast, same facts
+
+
+# ------------------------------------------------------------------ models and activation
+
+
+def test_with_activation_replaces_every_relu_and_gradchecks():
+    model = experiments.build_model("resnet8", width=0.25, seed=0)
+    relus = sum(isinstance(m, ReLU) for m in model.modules())
+    experiments.with_activation(model, "tanh")
+    assert not any(isinstance(m, ReLU) for m in model.modules())
+    tanhs = [m for m in model.modules() if isinstance(m, Tanh)]
+    assert len(tanhs) == relus and len({id(m) for m in tanhs}) == relus  # one per site
+
+    rng = np.random.default_rng(0)
+    block = experiments.with_activation(BasicBlock(2, 2, rng=rng), "sigmoid").to(np.float64)
+    assert isinstance(block.relu_out, Sigmoid)  # the block calls the swapped module
+    assert max(check_module(block, rng.standard_normal((2, 2, 4, 3))).values()) < 1e-6
+    with pytest.raises(ValueError, match="unknown activation"):
+        experiments.with_activation(model, "gelu")
+
+
+def test_build_model_twins_share_weights_and_bad_names_fail():
+    plain = experiments.build_model("resnet14", residual=False, width=0.25, seed=3)
+    residual = experiments.build_model("resnet14", residual=True, width=0.25, seed=3)
+    a, b = plain.state_dict(), residual.state_dict()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert next(iter(plain.parameters())).dtype == np.float32
+    for name in ("resnet9", "vgg16"):
+        with pytest.raises(ValueError, match="unknown model"):
+            experiments.build_model(name)
+
+
+def test_forward_with_block_outputs_is_the_model_forward():
+    model = experiments.build_model("resnet8", width=0.25, dtype="float64", seed=0)
+    x, _, _ = experiments.fixed_batch(4, seed=0)
+    logits, outputs = forward_with_block_outputs(model, x)
+    np.testing.assert_allclose(logits, model(x), rtol=1e-12)
+    assert len(outputs) == len(residual_blocks(model)) == 3
+
+
+# ------------------------------------------------------------------ gradient flow facts
+
+
+def test_classic_init_without_bn_plain_vanishes_residual_stays_level():
+    plain = experiments.gradient_flow("resnet20", residual=False, batch_norm=False,
+                                      init="torch", **TINY)  # fmt: skip
+    residual = experiments.gradient_flow("resnet20", residual=True, batch_norm=False,
+                                         init="torch", **TINY)  # fmt: skip
+    assert plain["ratio"] < 1e-4  # orders of magnitude: the first layers get almost nothing
+    assert 1 / 20 < residual["ratio"] < 20
+    assert plain["depth"] == residual["depth"] == 20
+    assert len(plain["convs"]) == 19 and plain["convs"][0]["name"] == "conv1"
+
+
+def test_with_bn_plain_ratio_grows_with_depth_residual_stays_moderate():
+    ratios = {
+        (depth, residual): experiments.gradient_flow(
+            f"resnet{depth}", residual=residual, batch_norm=True, init="he", **TINY
+        )["ratio"]
+        for depth in (20, 56)
+        for residual in (False, True)
+    }
+    assert ratios[20, False] > 2  # explodes towards the input, does not vanish
+    assert ratios[56, False] > 10 * ratios[20, False]
+    assert ratios[56, True] < ratios[56, False] / 10
+
+
+def test_regimes_table_and_bad_input():
+    result = experiments.regimes(["resnet8"], ["no_bn_he", "bn_he"], **TINY)
+    assert [(r["regime"], r["residual"]) for r in result["table"]] == [
+        ("no_bn_he", False), ("no_bn_he", True), ("bn_he", False), ("bn_he", True)
+    ]  # fmt: skip
+    assert len(result["runs"]) == 4
+    assert "BN, He init" in experiments.format_table(result["table"])
+    json.dumps(experiments.to_jsonable(result), allow_nan=False)
+    with pytest.raises(ValueError, match="unknown regime"):
+        experiments.regimes(["resnet8"], ["bn_xavier_typo"])
+    with pytest.raises(ValueError, match="sets init"):
+        experiments.regimes(["resnet8"], init="he")
+
+
+def test_ledger_rows_are_consistent():
+    for residual in (False, True):
+        result = experiments.gradient_flow("resnet8", residual=residual, **TINY)
+        for row in result["blocks"]:
+            assert row["input_grad_norm"] == row["total"]
+            if not residual:  # no shortcut: everything goes through the main path
+                assert row["shortcut"] == 0 and row["main"] == row["total"]
+            else:  # |a + b| lies between |a| - |b| and |a| + |b|
+                assert abs(row["main"] - row["shortcut"]) <= row["total"] * (1 + 1e-12)
+                assert row["total"] <= (row["main"] + row["shortcut"]) * (1 + 1e-12)
+
+
+@pytest.mark.parametrize("index", [0, 1])  # layer1.0: identity; layer2.0: option-A shortcut
+def test_ledger_splits_the_input_gradient_at_the_add(index, rng):
+    model = experiments.build_model("resnet8", width=0.5, dtype="float64", seed=1)
+    block = [model.layer1[0], model.layer2[0]][index]
+    block.record_grad_ledger = True
+    x = np.abs(rng.standard_normal((3, block.conv1.in_channels, 8, 8)))  # post-ReLU input
+    y = block(x)
+    dy = rng.standard_normal(y.shape)
+    dx = block.backward(dy)
+    d = dy * (y > 0)  # the gradient at the output of the add
+    if block.downsample is None:
+        dx_shortcut = d  # the identity passes d on unchanged
+    else:  # keeps every 2nd pixel of the first C_in channels
+        dx_shortcut = np.zeros_like(x)
+        dx_shortcut[:, :, ::2, ::2] = d[:, : x.shape[1]]
+    ledger = block.grad_ledger
+    np.testing.assert_allclose(ledger["shortcut"], np.linalg.norm(dx_shortcut), rtol=1e-12)
+    np.testing.assert_allclose(ledger["main"], np.linalg.norm(dx - dx_shortcut), rtol=1e-12)
+    np.testing.assert_allclose(ledger["total"], np.linalg.norm(dx), rtol=1e-12)
+    if block.downsample is None:
+        np.testing.assert_allclose(ledger["shortcut"], np.linalg.norm(d), rtol=1e-12)
+
+
+def test_measurement_state_is_restored_and_float32_is_available():
+    result = experiments.gradient_flow("resnet8", residual=True, dtype="float32", **TINY)
+    assert result["config"]["dtype"] == "float32" and math.isfinite(result["ratio"])
+    result = experiments.gradient_flow("resnet8", steps=2, lr=0.01, **TINY)
+    assert result["config"]["steps"] == 2 and result["ratio"] > 0
+
+
+def test_to_jsonable_makes_strict_json():
+    value = {"a": np.arange(3), "b": (np.float64(1.5), float("inf")), "c": np.bool_(True),
+             1: float("nan")}  # fmt: skip
+    assert experiments.to_jsonable(value) == {"a": [0, 1, 2], "b": [1.5, None], "c": True,
+                                              "1": None}  # fmt: skip
+
+
+# ------------------------------------------------------------------ lesion
+
+
+def test_lesion_one_entry_per_block_and_model_restored():
+    splits = experiments.load_splits(n_train=64, n_test=32)
+    model = experiments.build_model("resnet8", width=0.25, seed=0)
+    experiments.train_steps(model, splits, steps=2, batch_size=16, final_eval=False)
+    before = [type(m).__name__ for m in model.modules()]
+    transform = setup.eval_transform(splits.mean, splits.std)
+    result = experiments.lesion(model, splits.test, transform)
+    assert [r["name"] for r in result["blocks"]] == ["layer1.0", "layer2.0", "layer3.0"]
+    assert [r["method"] for r in result["blocks"]] == ["identity", "shortcut", "shortcut"]
+    for r in result["blocks"]:
+        assert r["drop"] == pytest.approx(result["baseline_accuracy"] - r["accuracy"])
+    assert [type(m).__name__ for m in model.modules()] == before
+
+
+def test_branch_removed_is_the_block_without_its_main_branch(rng):
+    block = BasicBlock(4, 4, rng=rng).to(np.float64).eval()
+    x = np.abs(rng.standard_normal((2, 4, 5, 5)))
+    assert BranchRemoved(block).method == "identity"
+    np.testing.assert_array_equal(BranchRemoved(block)(x), x)  # relu(0 + x) = x for x >= 0
+    plain = BasicBlock(4, 8, 2, residual=False, rng=rng)
+    stand_in = BranchRemoved(plain)
+    assert stand_in.method == "zero_pad" and stand_in(x).shape == (2, 8, 3, 3)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_commands_write_their_files(tmp_path, capsys):
+    out = tmp_path / "gf"
+    assert main(["gradflow", "--models", "resnet8", "--regimes", "no_bn_torch", "bn_he",
+                 "--width", "0.25", "--batch-size", "4", "--out", str(out)]) == 0  # fmt: skip
+    for name in ("gradflow.json", "ratios.csv", "layers.csv", "blocks.csv", "ratios.png",
+                 "gradflow.png", "ledger-resnet8.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    assert "no BN, PyTorch default init" in capsys.readouterr().out
+
+    out = tmp_path / "dg"
+    tiny = ["--width", "0.25", "--batch-size", "8", "--n-train", "32", "--n-test", "16",
+            "--steps", "2", "--no-progress"]  # fmt: skip
+    assert main(["degradation", "--depths", "8", "14", *tiny, "--out", str(out)]) == 0
+    runs = json.loads((out / "degradation.json").read_text())["runs"]
+    assert [r["label"] for r in runs] == ["plain-8", "residual-8", "plain-14", "residual-14"]
+    assert all(len(r["train_error"]) == 2 and r["eval"] for r in runs)
+    for name in ("curves.csv", "test.csv", "degradation.png"):
+        assert (out / name).stat().st_size > 0, name
+
+    out = tmp_path / "ls"
+    assert main(["lesion", "--model", "resnet8", *tiny, "--out", str(out)]) == 0
+    runs = json.loads((out / "lesion.json").read_text())["runs"]
+    assert [len(r["lesion"]["blocks"]) for r in runs] == [3, 3]
+    assert [r["method"] for r in runs[1]["lesion"]["blocks"]] == ["identity", "zero_pad",
+                                                                   "zero_pad"]  # fmt: skip
+    assert (out / "lesion.png").stat().st_size > 0 and (out / "lesion.csv").stat().st_size > 0
+
+
+def test_lesion_command_on_a_checkpoint_of_nnscratch_train(tmp_path):
+    config = TrainConfig(model="resnet20", width=0.25, n_train=40, n_test=20, batch_size=16,
+                         epochs=1, val_fraction=0.25, out_dir=str(tmp_path / "run"))  # fmt: skip
+    train(config, progress=False, log=lambda s: None)
+    out = tmp_path / "ls"
+    assert main(["lesion", "--checkpoint", str(tmp_path / "run" / "best.npz"),
+                 "--out", str(out)]) == 0  # fmt: skip
+    (run,) = json.loads((out / "lesion.json").read_text())["runs"]
+    assert run["label"] == "residual resnet20" and len(run["lesion"]["blocks"]) == 9
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["gradflow", "--models", "resnet9"], "unknown model 'resnet9'"),
+        (["gradflow", "--regimes", "bn"], "unknown regime"),
+        (["gradflow", "--batch-size", "1"], "at least 2"),
+        (["degradation", "--depths", "10"], "6n + 2"),
+        (["degradation", "--steps", "0"], "steps must be positive"),
+        (["lesion", "--model", "vgg"], "unknown model 'vgg'"),
+        (["lesion", "--checkpoint", "missing.npz"], "not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line(argv, message, capsys, tmp_path):
+    assert main([*argv, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["gradflow", "degradation", "lesion"])
+def test_help_lists_options_and_examples(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "--out" in text and "--width" in text
+
+
+def test_norm_does_not_underflow_for_tiny_float32_gradients():
+    tiny = np.full(1000, 1e-30, dtype=np.float32)  # representable; its squares are not
+    assert np.linalg.norm(tiny) == 0.0  # the trap
+    assert experiments.common.norm(tiny) == pytest.approx(1e-30 * np.sqrt(1000), rel=1e-6)
+    assert experiments.common.norm(np.zeros(3)) == 0.0
