@@ -22,10 +22,9 @@ gradients, grow with depth under He init).
 The pass runs in float64 by default, so that tiny gradients are real numbers rather
 than float32 rounding or underflow (float32 entries below 1.4e-45 become 0: the first
 convs of the plain ResNet-110 with PyTorch's init). Norms are taken in float64 with
-scaling (:func:`~nnscratch.experiments.common.norm`): ``np.linalg.norm`` of a float32
+scaling (:func:`~nnscratch.utils.norms.frobenius_norm`): ``np.linalg.norm`` of a float32
 array squares in float32 and reads 0 for entries below about 1e-19, which is not a
-property of the network. The blocks' own ledger norms are computed in the working
-dtype, so with ``dtype="float32"`` they have that limitation.
+property of the network. The blocks' own ledger uses the same norm.
 """
 
 from __future__ import annotations
@@ -41,12 +40,12 @@ from nnscratch.experiments.common import (
     fixed_batch,
     forward_with_block_outputs,
     load_splits,
-    norm,
     residual_blocks,
     train_steps,
     weighted_depth,
 )
 from nnscratch.nn.loss import CrossEntropyLoss
+from nnscratch.utils.norms import frobenius_norm as norm
 
 # name -> the switches that define the regime, and a label for tables and figures.
 REGIMES: dict[str, dict[str, Any]] = {
