@@ -17,7 +17,12 @@ from nnscratch.functional.loss import (
     cross_entropy_backward,
     cross_entropy_forward,
 )
-from nnscratch.functional.norm import batch_norm2d_backward, batch_norm2d_forward
+from nnscratch.functional.norm import (
+    batch_norm2d_backward,
+    batch_norm2d_forward,
+    batch_norm_relu2d_backward,
+    batch_norm_relu2d_forward,
+)
 from nnscratch.functional.pool import (
     global_avg_pool2d_backward,
     global_avg_pool2d_forward,
@@ -28,6 +33,8 @@ from nnscratch.functional.pool import (
 __all__ = [
     "batch_norm2d_backward",
     "batch_norm2d_forward",
+    "batch_norm_relu2d_backward",
+    "batch_norm_relu2d_forward",
     "bce_with_logits_backward",
     "bce_with_logits_forward",
     "col2im",

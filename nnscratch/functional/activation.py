@@ -1,16 +1,41 @@
-"""ReLU: y = max(x, 0), with the convention relu'(0) = 0 (as in PyTorch)."""
+"""ReLU: y = max(x, 0), with the convention relu'(0) = 0 (as in PyTorch).
+
+Both directions are one numba pass over memory (NumPy's ``np.where`` would first build
+a boolean mask array, then the result).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from nnscratch.functional._checks import check_float_array, require_cache
+
+
+def _relu(x, y):
+    """y = max(x, 0) for flat x, y."""
+    zero = x.dtype.type(0)
+    for k in range(x.size):
+        y[k] = zero if x[k] < zero else x[k]  # NaN stays NaN, as with np.maximum
+
+
+def _relu_backward(dy, y, dx):
+    """dx = dy where y > 0, else 0, for flat dy, y, dx."""
+    zero = dy.dtype.type(0)
+    for k in range(dy.size):
+        dx[k] = dy[k] if y[k] > zero else zero
+
+
+relu_kernel = njit(cache=True)(_relu)
+relu_backward_kernel = njit(cache=True)(_relu_backward)
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """y = max(x, 0) for x of any shape; the cache is y itself (y > 0 exactly where x > 0)."""
     check_float_array("relu", "x", x)
-    y = np.maximum(x, 0)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    relu_kernel(x.reshape(-1), y.reshape(-1))
     return y, y
 
 
@@ -20,4 +45,7 @@ def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     y = cache
     if dy.shape != y.shape:
         raise ValueError(f"relu backward: expected dy of shape {y.shape}, got {dy.shape}")
-    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+    dy = np.ascontiguousarray(dy)
+    dx = np.empty_like(dy)
+    relu_backward_kernel(dy.reshape(-1), np.ascontiguousarray(y).reshape(-1), dx.reshape(-1))
+    return dx

@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, as in PyTorch): im2col + one GEMM, and a naive twin.
+"""2-D convolution (cross-correlation, as in PyTorch): im2col + GEMM, and a naive twin.
 
 Forward, for output channel o at output position (p, q):
 
@@ -10,14 +10,24 @@ same product read the other way: ``dW2 = dY @ cols.T`` and ``dcols = W2.T @ dY``
 col2im adds every column of ``dcols`` back onto the input pixels it was copied from.
 
 Output size: ``H_out = (H + 2*ph - KH) // sh + 1`` (and likewise for W).
+
+The fast path builds ``cols`` for a few images at a time (about ``CHUNK_BYTES``), not
+for the whole batch: for ResNet-18's first stage the whole-batch matrix would be
+576 x 65536 floats (151 MB, twice that with ``dcols``), more than all the activations
+PyTorch keeps. A chunk stays in the CPU caches between im2col, the GEMM and col2im, and
+its GEMM is still large enough (thousands of columns) to run at the BLAS peak. A 1x1
+convolution with stride 1 and no padding needs no im2col at all: ``x[n]`` viewed as
+(C_in, H*W) already is its column matrix.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from nnscratch.functional._checks import (
     InputShapeError,
@@ -27,59 +37,96 @@ from nnscratch.functional._checks import (
     require_cache,
 )
 
+# Bytes of im2col columns built at once: large enough for GEMMs of thousands of
+# columns, small enough to stay in the last-level cache (and to keep peak memory low).
+CHUNK_BYTES = 16 << 20
 
-def _im2col(x, KH, KW, sh, sw, ph, pw, H_out, W_out, cols):
-    """Fill cols (C*KH*KW, N*H_out*W_out) from x (N, C, H, W); zero padding inside."""
-    N, C, H, W = x.shape
+
+def _tile_shape(H, W, KH, KW, sh, sw, ph, pw, H_out, W_out):
+    """Size of a zero-bordered copy of one input plane that every window fits into."""
+    return max(H + 2 * ph, (H_out - 1) * sh + KH), max(W + 2 * pw, (W_out - 1) * sw + KW)
+
+
+# The two kernels below work plane by plane: x[n, c] (or dx[n, c]) lives in a small
+# zero-bordered "tile" of shape (Hp, Wp), flattened, so the KH*KW shifted copies need
+# no bounds checks. Their indices are unsigned (np.uint64) and index the arrays
+# directly rather than through row views: numba then skips its negative-index
+# wrap-around, so LLVM vectorises the copy loops, and no view is built per row (both
+# matter: 2-4x on small planes such as 4x4).
+#
+# They run on the calling thread (no ``parallel=True``), as do all of nnscratch's
+# kernels: they sit between OpenBLAS calls, and OpenBLAS's worker threads keep
+# spinning for a while after each GEMM, so parallel numba threads would fight them for
+# the cores (a whole training step ran about 10% slower, and twice as slow when the
+# scheduler put both numba threads on one core). The GEMMs use every core.
+def _im2col(x, n0, KH, KW, sh, sw, ph, pw, H_out, W_out, cols):
+    """Fill cols (C*KH*KW, nb*H_out*W_out) from the images n0 .. n0+nb-1 of x (N, C, H, W).
+
+    ``cols[(c*KH + i)*KW + j, k*L + p*W_out + q] = x_pad[n0+k, c, p*sh + i, q*sw + j]``:
+    column ``k*L + p*W_out + q`` is the receptive field of output (n0+k, :, p, q).
+    """
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     L = H_out * W_out
-    for row in prange(C * KH * KW):
-        c = row // (KH * KW)
-        i = (row // KW) % KH
-        j = row % KW
-        for n in range(N):
-            base = n * L
-            for p in range(H_out):
-                h = p * sh - ph + i
-                out = base + p * W_out
-                if h < 0 or h >= H:
-                    for q in range(W_out):
-                        cols[row, out + q] = 0
-                    continue
-                for q in range(W_out):
-                    w = q * sw - pw + j
-                    if 0 <= w < W:
-                        cols[row, out + q] = x[n, c, h, w]
-                    else:
-                        cols[row, out + q] = 0
-
-
-def _col2im(dcols, KH, KW, sh, sw, ph, pw, H_out, W_out, dx):
-    """Add every entry of dcols (C*KH*KW, N*H_out*W_out) back onto dx (N, C, H, W)."""
-    N, C, H, W = dx.shape
-    L = H_out * W_out
-    for c in prange(C):  # each channel owns its slice of dx: no write races
-        for n in range(N):
+    nb = cols.shape[1] // L
+    Hp, Wp = _tile_shape(H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    u = np.uint64
+    tile = np.zeros(Hp * Wp, dtype=x.dtype)  # its border stays 0: the zero padding
+    for k in range(nb):
+        for c in range(C):
+            n, uc = u(n0 + k), u(c)
             for h in range(H):
-                for w in range(W):
-                    dx[n, c, h, w] = 0
-        for i in range(KH):
-            for j in range(KW):
-                row = (c * KH + i) * KW + j
-                for n in range(N):
-                    base = n * L
+                to, uh = u((h + ph) * Wp + pw), u(h)
+                for w in range(u(W)):
+                    tile[to + w] = x[n, uc, uh, w]
+            for i in range(KH):
+                for j in range(KW):
+                    row = u((c * KH + i) * KW + j)
                     for p in range(H_out):
-                        h = p * sh - ph + i
-                        if h < 0 or h >= H:
-                            continue
-                        out = base + p * W_out
-                        for q in range(W_out):
-                            w = q * sw - pw + j
-                            if 0 <= w < W:
-                                dx[n, c, h, w] += dcols[row, out + q]
+                        to, fro = u(k * L + p * W_out), u((p * sh + i) * Wp + j)
+                        if sw == 1:
+                            for q in range(u(W_out)):
+                                cols[row, to + q] = tile[fro + q]
+                        else:
+                            for q in range(u(W_out)):
+                                cols[row, to + q] = tile[fro + q * u(sw)]
 
 
-im2col_kernel = njit(cache=True, parallel=True)(_im2col)
-col2im_kernel = njit(cache=True, parallel=True)(_col2im)
+def _col2im(dcols, n0, KH, KW, sh, sw, ph, pw, H_out, W_out, dx):
+    """Set dx[n0 .. n0+nb-1] to the sum of the columns of dcols copied from each pixel.
+
+    dcols is (C*KH*KW, nb*H_out*W_out), laid out as :func:`_im2col` writes it, and this
+    is that map's exact transpose; entries that came from the zero padding are dropped.
+    """
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    L = H_out * W_out
+    nb = dcols.shape[1] // L
+    Hp, Wp = _tile_shape(H, W, KH, KW, sh, sw, ph, pw, H_out, W_out)
+    u = np.uint64
+    tile = np.empty(Hp * Wp, dtype=dx.dtype)
+    for k in range(nb):
+        for c in range(C):
+            n, uc = u(n0 + k), u(c)
+            tile[:] = 0
+            for i in range(KH):
+                for j in range(KW):
+                    row = u((c * KH + i) * KW + j)
+                    for p in range(H_out):
+                        fro, to = u(k * L + p * W_out), u((p * sh + i) * Wp + j)
+                        if sw == 1:
+                            for q in range(u(W_out)):
+                                tile[to + q] += dcols[row, fro + q]
+                        else:
+                            for q in range(u(W_out)):
+                                tile[to + q * u(sw)] += dcols[row, fro + q]
+            for h in range(H):
+                fro, uh = u((h + ph) * Wp + pw), u(h)
+                for w in range(u(W)):
+                    dx[n, uc, uh, w] = tile[fro + w]
+
+
+_tile_shape = njit(cache=True)(_tile_shape)
+im2col_kernel = njit(cache=True)(_im2col)
+col2im_kernel = njit(cache=True)(_col2im)
 
 
 class ConvGeometry(NamedTuple):
@@ -93,6 +140,11 @@ class ConvGeometry(NamedTuple):
     pw: int
     H_out: int
     W_out: int
+
+    @property
+    def pointwise(self) -> bool:
+        """A 1x1 kernel with stride 1 and no padding: x[n] is its own column matrix."""
+        return self[:6] == (1, 1, 1, 1, 0, 0)
 
 
 class Conv2dCache(NamedTuple):
@@ -137,19 +189,43 @@ def im2col(x: np.ndarray, g: ConvGeometry) -> np.ndarray:
     """Receptive fields of x (N, C, H, W) as columns: (C*KH*KW, N*H_out*W_out)."""
     N, C = x.shape[:2]
     cols = np.empty((C * g.KH * g.KW, N * g.H_out * g.W_out), dtype=x.dtype)
-    im2col_kernel(
-        np.ascontiguousarray(x), g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.H_out, g.W_out, cols
-    )
+    im2col_kernel(np.ascontiguousarray(x), 0, *g, cols)
     return cols
 
 
 def col2im(dcols: np.ndarray, x_shape: tuple[int, ...], g: ConvGeometry) -> np.ndarray:
     """Sum columns (C*KH*KW, N*H_out*W_out) back into an image gradient (N, C, H, W)."""
     dx = np.empty(x_shape, dtype=dcols.dtype)
-    col2im_kernel(dcols, g.KH, g.KW, g.sh, g.sw, g.ph, g.pw, g.H_out, g.W_out, dx)
+    col2im_kernel(np.ascontiguousarray(dcols), 0, *g, dx)
     return dx
 
 
+# ----------------------------------------------------------------------- scratch space
+# Scratch arrays are reused from call to call instead of being allocated (and page-
+# faulted in) anew: one set per thread, so concurrent calls from two threads are safe.
+_scratch = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A reusable array of ``shape`` (contents undefined) that must not outlive the call."""
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    size = int(np.prod(shape))
+    key = (name, np.dtype(dtype))
+    flat = buffers.get(key)
+    if flat is None or flat.size < size:
+        flat = buffers[key] = np.empty(size, dtype=dtype)
+    return flat[:size].reshape(shape)
+
+
+def _chunks(N: int, rows: int, L: int, itemsize: int) -> Iterator[tuple[int, int]]:
+    """Split the batch into runs of images [n0, n1) whose columns fill about CHUNK_BYTES."""
+    per_image = max(1, rows * L * itemsize)
+    nb = int(min(N, max(1, CHUNK_BYTES // per_image)))
+    for n0 in range(0, N, nb):
+        yield n0, min(N, n0 + nb)
+
+
+# ----------------------------------------------------------------------- the fast op
 def conv2d_forward(
     x: np.ndarray,
     w: np.ndarray,
@@ -161,37 +237,80 @@ def conv2d_forward(
     """Convolve x (N, C_in, H, W) with w (C_out, C_in, KH, KW) [+ b (C_out,)].
 
     Returns y (N, C_out, H_out, W_out) and the cache for :func:`conv2d_backward`.
+    Per chunk of nb images: ``Y = W2 @ cols``, (C_out, nb*L) -> y[n0:n1] (nb, C_out, L).
     """
     g = conv_geometry("conv2d", x, w, stride, padding)
     check_same_dtype("conv2d", "x", {"x": x, "w": w, "b": b})
-    N, C_out = x.shape[0], w.shape[0]
-    cols = im2col(x, g)  # (C_in*KH*KW, N*H_out*W_out)
-    y2 = w.reshape(C_out, -1) @ cols  # (C_out, N*H_out*W_out)
+    x = np.ascontiguousarray(x)
+    N, C_in = x.shape[:2]
+    C_out, L = w.shape[0], g.H_out * g.W_out
+    w2 = w.reshape(C_out, -1)  # (C_out, K), K = C_in*KH*KW
+    y = np.empty((N, C_out, g.H_out, g.W_out), dtype=x.dtype)
+    y3 = y.reshape(N, C_out, L)
+    if g.pointwise:
+        np.matmul(w2, x.reshape(N, C_in, L), out=y3)  # one GEMM per image, straight into NCHW
+    else:
+        K = w2.shape[1]
+        for n0, n1 in _chunks(N, K, L, x.itemsize):
+            nb = n1 - n0
+            cols = scratch("cols", (K, nb * L), x.dtype)
+            im2col_kernel(x, n0, *g, cols)
+            if nb == 1:
+                np.matmul(w2, cols, out=y3[n0])
+            else:  # (C_out, nb*L) -> (nb, C_out, L): a copy of the chunk, in cache
+                y_chunk = np.matmul(w2, cols, out=scratch("gemm", (C_out, nb * L), x.dtype))
+                y3[n0:n1] = y_chunk.reshape(C_out, nb, L).transpose(1, 0, 2)
     if b is not None:
-        y2 += b[:, None]
-    y = np.ascontiguousarray(y2.reshape(C_out, N, g.H_out, g.W_out).transpose(1, 0, 2, 3))
+        y3 += b[:, None]
     return y, Conv2dCache(x, w, b is not None, g)
 
 
 def conv2d_backward(
     dy: np.ndarray, cache: Conv2dCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients (dx, dw, db) of conv2d from dy (N, C_out, H_out, W_out); db is None without bias."""
+    """Gradients (dx, dw, db) of conv2d from dy (N, C_out, H_out, W_out); db is None without bias.
+
+    Per chunk of nb images, with dY the chunk of dy as (C_out, nb*L):
+        dW2 += dY @ cols.T              (C_out, K)
+        dx[n0:n1] = col2im(W2.T @ dY)   (K, nb*L) -> (nb, C_in, H, W)
+    """
     require_cache("conv2d", cache)
     x, w, has_bias, g = cache
-    N, C_out = x.shape[0], w.shape[0]
+    N, C_in = x.shape[:2]
+    C_out, L = w.shape[0], g.H_out * g.W_out
     expected = (N, C_out, g.H_out, g.W_out)
     if dy.shape != expected:
         raise ValueError(f"conv2d backward: expected dy of shape {expected}, got {dy.shape}")
-    dy2 = dy.transpose(1, 0, 2, 3).reshape(C_out, -1)  # (C_out, N*H_out*W_out), a copy
-    cols = im2col(x, g)  # rebuilt rather than cached: bandwidth is cheaper than memory
-    dw = (dy2 @ cols.T).reshape(w.shape)
-    db = dy2.sum(axis=1) if has_bias else None
-    dcols = w.reshape(C_out, -1).T @ dy2  # (C_in*KH*KW, N*H_out*W_out)
-    dx = col2im(dcols, x.shape, g)
-    return dx, dw, db
+    dy3 = np.ascontiguousarray(dy).reshape(N, C_out, L)
+    w2 = w.reshape(C_out, -1)  # (C_out, K)
+    K = w2.shape[1]
+    db = dy3.sum(axis=(0, 2)) if has_bias else None
+    if g.pointwise:
+        x3 = x.reshape(N, C_in, L)
+        dw = np.tensordot(dy3, x3, axes=([0, 2], [0, 2]))  # sum_n dy[n] @ x[n].T
+        dx = np.matmul(w2.T, dy3)  # (N, C_in, L), already NCHW
+        return dx.reshape(x.shape), dw.reshape(w.shape), db
+    dx = np.empty(x.shape, dtype=x.dtype)
+    dw2 = np.empty((C_out, K), dtype=x.dtype)
+    for n0, n1 in _chunks(N, K, L, x.itemsize):
+        nb = n1 - n0
+        cols = scratch("cols", (K, nb * L), x.dtype)
+        im2col_kernel(x, n0, *g, cols)  # rebuilt, not cached: memory is the scarcer
+        if nb == 1:
+            dy_chunk = dy3[n0]
+        else:  # (nb, C_out, L) -> (C_out, nb*L)
+            dy_chunk = scratch("dy", (C_out, nb * L), x.dtype)
+            dy_chunk.reshape(C_out, nb, L)[...] = dy3[n0:n1].transpose(1, 0, 2)
+        if n0 == 0:
+            np.matmul(dy_chunk, cols.T, out=dw2)
+        else:  # NumPy's GEMM cannot accumulate into its output: add a scratch product
+            dw2 += np.matmul(dy_chunk, cols.T, out=scratch("dw", (C_out, K), x.dtype))
+        dcols = np.matmul(w2.T, dy_chunk, out=scratch("gemm", (K, nb * L), x.dtype))
+        col2im_kernel(dcols, n0, *g, dx)
+    return dx, dw2.reshape(w.shape), db
 
 
+# ----------------------------------------------------------------------- the reference
 def conv2d_naive_forward(
     x: np.ndarray,
     w: np.ndarray,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from nnscratch.functional._checks import InputShapeError, check_float_array, pair, require_cache
 
@@ -20,7 +20,7 @@ def _max_pool(x, KH, KW, sh, sw, ph, pw, y, argmax):
     """y[n, c, p, q] = max over the window; argmax holds the winner's flat index h*W + w."""
     N, C, H, W = x.shape
     H_out, W_out = y.shape[2], y.shape[3]
-    for nc in prange(N * C):
+    for nc in range(N * C):
         n = nc // C
         c = nc % C
         for p in range(H_out):
@@ -44,7 +44,7 @@ def _max_pool_backward(dy, argmax, dx):
     """Add dy[n, c, p, q] onto dx at the window winner argmax[n, c, p, q]."""
     N, C, H_out, W_out = dy.shape
     W = dx.shape[3]
-    for nc in prange(N * C):  # each (n, c) plane is owned by one thread
+    for nc in range(N * C):
         n = nc // C
         c = nc % C
         dx[n, c] = 0
@@ -54,8 +54,9 @@ def _max_pool_backward(dy, argmax, dx):
                 dx[n, c, k // W, k % W] += dy[n, c, p, q]
 
 
-max_pool_kernel = njit(cache=True, parallel=True)(_max_pool)
-max_pool_backward_kernel = njit(cache=True, parallel=True)(_max_pool_backward)
+# On the calling thread, between BLAS calls, like every kernel here (see conv.py).
+max_pool_kernel = njit(cache=True)(_max_pool)
+max_pool_backward_kernel = njit(cache=True)(_max_pool_backward)
 
 
 class MaxPoolCache(NamedTuple):

@@ -1,0 +1,95 @@
+"""nnscratch bench: the JSON it prints on a tiny model, and its command-line errors.
+
+Only the structure is checked here: timings belong to the benchmark, not to tests.
+"""
+
+import json
+
+import pytest
+
+from nnscratch import bench, cli
+
+TINY = ["--model", "resnet20", "--width", "0.25", "--batch-size", "4", "--image-size", "8",
+        "--steps", "1", "--warmup", "1", "--json"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "out.json"
+    import contextlib
+
+    with open(out, "w") as f, contextlib.redirect_stdout(f):
+        assert bench.main(TINY) == 0
+    return json.loads(out.read_text())
+
+
+def test_json_structure(tiny_result):
+    r = tiny_result
+    assert r["config"]["model"] == "resnet20" and r["config"]["batch_size"] == 4
+    assert r["config"]["threads"] >= 1
+    nn = r["nnscratch"]
+    for mode in ("train", "infer"):
+        assert nn[mode]["images_per_s"] > 0
+        assert len(nn[mode]["step_s"]) == 1
+        assert nn[mode]["step_s_median"] == pytest.approx(4 / nn[mode]["images_per_s"])
+    memory = nn["memory"]
+    assert memory["peak_mib"] >= memory["baseline_mib"] > 0
+    assert memory["step_peak_mib"] == pytest.approx(memory["peak_mib"] - memory["baseline_mib"])
+    assert "VmHWM" in r["memory_method"]
+    startup = nn["startup"]
+    for run in ("first_process", "second_process"):
+        s = startup[run]
+        assert 0 < s["start_to_imports_s"] <= s["start_to_first_step_start_s"]
+        assert s["start_to_first_step_start_s"] < s["start_to_first_step_end_s"]
+        assert s["first_step_s"] > 0 and s["warm_step_s"] > 0
+    assert nn["setup"]["parameters"] > 0
+    assert nn["setup"]["numba_threads"] >= 1
+    assert "second_process_first_step_ok" in r["goals"]
+    assert "torch" not in r and "ratio" not in r
+
+
+def test_breakdown_sums_to_the_step(tiny_result):
+    b = tiny_result["nnscratch"]["breakdown"]
+    assert set(b["seconds"]) == set(bench.CATEGORIES)
+    measured = sum(v for k, v in b["seconds"].items() if k != "other")
+    # the timed layers never add up to more than the step that contains them
+    assert measured <= b["step_s"] * 1.02
+    assert sum(b["seconds"].values()) == pytest.approx(b["step_s"], rel=1e-6)
+    assert sum(b["fractions"].values()) == pytest.approx(1.0, rel=1e-6)
+    assert b["seconds"]["conv_forward"] > 0 and b["seconds"]["conv_backward"] > 0
+    assert b["seconds"]["batch_norm"] > 0 and b["seconds"]["optimizer"] > 0
+
+
+def test_human_table(tiny_result):
+    text = bench.format_table(tiny_result)
+    assert "train images/s" in text and "conv backward" in text
+    assert "memory:" in text
+
+
+def test_torch_twin_has_the_same_architecture():
+    """The PyTorch model built from the description has the parameters of nnscratch's."""
+    torch = pytest.importorskip("torch")
+    from nnscratch import models
+
+    for name, kwargs in [("resnet18", {"stem": "cifar"}), ("resnet20", {"width": 0.5}),
+                         ("resnet50", {"stem": "imagenet", "width": 0.25})]:  # fmt: skip
+        config = bench.BenchConfig(model=name, num_classes=7, **kwargs)
+        model = models.create(name, **config.model_kwargs())
+        twin = bench.torch_module(bench.architecture_spec(model))
+        assert sum(p.numel() for p in twin.parameters()) == model.num_parameters()
+        x = torch.zeros(2, 3, 32, 32)
+        assert tuple(twin(x).shape) == (2, 7)
+
+
+def test_unknown_model_exits_2_with_one_line(capsys):
+    assert cli.main(["bench", "--model", "resnet7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown model 'resnet7'" in err[0]
+    assert bench.main(["--model", "resnet7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nnscratch bench: error: unknown model")
+
+
+def test_bad_numbers_exit_2(capsys):
+    assert cli.main(["bench", "--batch-size", "0"]) == 2
+    assert "--batch-size must be positive" in capsys.readouterr().err
