@@ -46,12 +46,14 @@ def build_data(config: TrainConfig) -> DataSplits:
 
 
 def train_transform(config: TrainConfig, mean, std) -> data.Pipeline:
+    """uint8 (N, C, H, W) -> float32: the config's crop, flip and jitter, then normalise."""
     return data.Pipeline.from_options(
         mean, std, crop=config.crop, flip=config.flip, jitter=config.jitter
     )
 
 
 def eval_transform(mean, std) -> data.Pipeline:
+    """uint8 (N, C, H, W) -> float32 normalised with the training split's mean and std."""
     return data.Pipeline.from_options(mean, std)
 
 
