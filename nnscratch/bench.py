@@ -350,7 +350,7 @@ def _worker_env(threads: int, blas_thread_timeout: int | None) -> dict:
     """The environment of a worker: every thread pool sized to ``threads``."""
     env = dict(os.environ)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "NUMBA_NUM_THREADS"):  # fmt: skip
+                 "NUMBA_NUM_THREADS", "NNSCRATCH_NUM_THREADS"):  # fmt: skip
         env[name] = str(threads)
     if blas_thread_timeout is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = str(blas_thread_timeout)
@@ -561,12 +561,10 @@ def _peak_bytes() -> int:
 
 
 # ----------------------------------------------------------------------- thread pools
-def _thread_pools() -> list[dict] | None:
+def _thread_pools() -> list[dict]:
     """threadpoolctl's view of the BLAS/OpenMP pools (which kernel, how many threads)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
+    from threadpoolctl import threadpool_info
+
     keys = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture",
             "threading_layer")  # fmt: skip
     return [{k: info.get(k) for k in keys if k in info} for info in threadpool_info()]
@@ -595,12 +593,15 @@ class _NnRunner:
         import numba
         import numpy as np
 
+        from nnscratch.functional.workers import num_workers
+
         info = {
             "framework": "nnscratch",
             "parameters": self.model.num_parameters(),
             "numpy": np.__version__,
             "numba": numba.__version__,
             "numba_threads": numba.config.NUMBA_NUM_THREADS,
+            "workers": num_workers(),
         }
         self.infer_step()  # loads the kernels (and BLAS's threads) before looking
         try:
@@ -938,10 +939,11 @@ def format_table(result: dict) -> str:
             )
     layer = nn["setup"]["numba_threading_layer"]
     lines.append(
-        "numba: kernels run on the calling thread, between BLAS calls"
-        if layer is None
-        else f"numba: {nn['setup']['numba_threads']} threads, layer {layer}"
+        f"nnscratch: {nn['setup'].get('workers')} worker threads, each running its share of "
+        "the batch's convolutions with single-threaded BLAS"
     )
+    if layer is not None:
+        lines.append(f"numba: {nn['setup']['numba_threads']} threads, layer {layer}")
     return "\n".join(lines)
 
 

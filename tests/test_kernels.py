@@ -16,10 +16,13 @@ def conv_case(rng, N, C_in, H, W, C_out, k, dtype=np.float64):
     return x, w, b
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
 @pytest.mark.parametrize("chunk_images", [1, 2, 3])
 @pytest.mark.parametrize("stride, padding", [(1, 1), (2, 1), (2, 0)])
-def test_chunked_conv_matches_naive(chunk_images, stride, padding, rng, monkeypatch):
-    """A chunk budget of 1-3 images: per-image GEMMs, uneven last chunk, strided outputs."""
+def test_chunked_conv_matches_naive(workers, chunk_images, stride, padding, rng, monkeypatch):
+    """1-3 worker threads, a chunk budget of 1-3 images: per-image GEMMs, uneven last
+    chunks and shares, strided outputs."""
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
     x, w, b = conv_case(rng, 5, 3, 7, 6, 4, 3)
     kw = {"stride": stride, "padding": padding}
     y_ref, cache_ref = F.conv2d_naive_forward(x, w, b, **kw)
@@ -32,8 +35,10 @@ def test_chunked_conv_matches_naive(chunk_images, stride, padding, rng, monkeypa
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_pointwise_conv_skips_im2col_and_matches_naive(dtype, rng):
+def test_pointwise_conv_skips_im2col_and_matches_naive(dtype, workers, rng, monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
     x, w, b = conv_case(rng, 3, 5, 4, 6, 7, 1, dtype)
     y, cache = F.conv2d_forward(x, w, b)
     assert cache.geom.pointwise

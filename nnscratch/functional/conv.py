@@ -15,7 +15,8 @@ The fast path builds ``cols`` for a few images at a time (about ``CHUNK_BYTES``)
 for the whole batch: for ResNet-18's first stage the whole-batch matrix would be
 576 x 65536 floats (151 MB, twice that with ``dcols``), more than all the activations
 PyTorch keeps. A chunk stays in the CPU caches between im2col, the GEMM and col2im, and
-its GEMM is still large enough (thousands of columns) to run at the BLAS peak. A 1x1
+its GEMM is still large enough (hundreds of columns or more) to run near the BLAS peak.
+Each core works through its own share of the batch (:mod:`.workers`). A 1x1
 convolution with stride 1 and no padding needs no im2col at all: ``x[n]`` viewed as
 (C_in, H*W) already is its column matrix.
 """
@@ -36,10 +37,12 @@ from nnscratch.functional._checks import (
     pair,
     require_cache,
 )
+from nnscratch.functional.workers import map_shares
 
-# Bytes of im2col columns built at once: large enough for GEMMs of thousands of
-# columns, small enough to stay in the last-level cache (and to keep peak memory low).
-CHUNK_BYTES = 16 << 20
+# Bytes of im2col columns built at once, per worker thread: about one core's L2 cache,
+# still GEMMs of hundreds to thousands of columns. (With both cores at work, 16 MB chunks
+# spilled out of the shared L3 and made ResNet-18's first-stage convolutions ~25% slower.)
+CHUNK_BYTES = 2 << 20
 
 
 def _tile_shape(H, W, KH, KW, sh, sw, ph, pw, H_out, W_out):
@@ -54,11 +57,9 @@ def _tile_shape(H, W, KH, KW, sh, sw, ph, pw, H_out, W_out):
 # wrap-around, so LLVM vectorises the copy loops, and no view is built per row (both
 # matter: 2-4x on small planes such as 4x4).
 #
-# They run on the calling thread (no ``parallel=True``), as do all of nnscratch's
-# kernels: they sit between OpenBLAS calls, and OpenBLAS's worker threads keep
-# spinning for a while after each GEMM, so parallel numba threads would fight them for
-# the cores (a whole training step ran about 10% slower, and twice as slow when the
-# scheduler put both numba threads on one core). The GEMMs use every core.
+# They run on the calling thread (no ``parallel=True``) and release the GIL: the
+# parallelism is one share of the batch per core (see ``workers.py``), each share
+# running im2col, a single-threaded GEMM and col2im on its own images.
 def _im2col(x, n0, KH, KW, sh, sw, ph, pw, H_out, W_out, cols):
     """Fill cols (C*KH*KW, nb*H_out*W_out) from the images n0 .. n0+nb-1 of x (N, C, H, W).
 
@@ -124,9 +125,9 @@ def _col2im(dcols, n0, KH, KW, sh, sw, ph, pw, H_out, W_out, dx):
                     dx[n, uc, uh, w] = tile[fro + w]
 
 
-_tile_shape = njit(cache=True)(_tile_shape)
-im2col_kernel = njit(cache=True)(_im2col)
-col2im_kernel = njit(cache=True)(_col2im)
+_tile_shape = njit(cache=True, nogil=True)(_tile_shape)
+im2col_kernel = njit(cache=True, nogil=True)(_im2col)
+col2im_kernel = njit(cache=True, nogil=True)(_col2im)
 
 
 class ConvGeometry(NamedTuple):
@@ -217,12 +218,12 @@ def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return flat[:size].reshape(shape)
 
 
-def _chunks(N: int, rows: int, L: int, itemsize: int) -> Iterator[tuple[int, int]]:
-    """Split the batch into runs of images [n0, n1) whose columns fill about CHUNK_BYTES."""
+def _chunks(n0: int, n1: int, rows: int, L: int, itemsize: int) -> Iterator[tuple[int, int]]:
+    """Split images [n0, n1) into runs [a, b) whose columns fill about CHUNK_BYTES."""
     per_image = max(1, rows * L * itemsize)
-    nb = int(min(N, max(1, CHUNK_BYTES // per_image)))
-    for n0 in range(0, N, nb):
-        yield n0, min(N, n0 + nb)
+    nb = int(min(n1 - n0, max(1, CHUNK_BYTES // per_image)))
+    for a in range(n0, n1, nb):
+        yield a, min(n1, a + nb)
 
 
 # ----------------------------------------------------------------------- the fast op
@@ -247,19 +248,22 @@ def conv2d_forward(
     w2 = w.reshape(C_out, -1)  # (C_out, K), K = C_in*KH*KW
     y = np.empty((N, C_out, g.H_out, g.W_out), dtype=x.dtype)
     y3 = y.reshape(N, C_out, L)
-    if g.pointwise:
-        np.matmul(w2, x.reshape(N, C_in, L), out=y3)  # one GEMM per image, straight into NCHW
-    else:
-        K = w2.shape[1]
-        for n0, n1 in _chunks(N, K, L, x.itemsize):
-            nb = n1 - n0
-            cols = scratch("cols", (K, nb * L), x.dtype)
-            im2col_kernel(x, n0, *g, cols)
-            if nb == 1:
-                np.matmul(w2, cols, out=y3[n0])
+    K = w2.shape[1]
+
+    def share(n0: int, n1: int) -> None:  # y[n0:n1], on one core
+        if g.pointwise:  # one GEMM per image, straight into NCHW
+            np.matmul(w2, x[n0:n1].reshape(n1 - n0, C_in, L), out=y3[n0:n1])
+            return
+        for a, z in _chunks(n0, n1, K, L, x.itemsize):
+            cols = scratch("cols", (K, (z - a) * L), x.dtype)
+            im2col_kernel(x, a, *g, cols)
+            if z - a == 1:
+                np.matmul(w2, cols, out=y3[a])
             else:  # (C_out, nb*L) -> (nb, C_out, L): a copy of the chunk, in cache
-                y_chunk = np.matmul(w2, cols, out=scratch("gemm", (C_out, nb * L), x.dtype))
-                y3[n0:n1] = y_chunk.reshape(C_out, nb, L).transpose(1, 0, 2)
+                y_chunk = np.matmul(w2, cols, out=scratch("gemm", (C_out, (z - a) * L), x.dtype))
+                y3[a:z] = y_chunk.reshape(C_out, z - a, L).transpose(1, 0, 2)
+
+    map_shares(share, N)
     if b is not None:
         y3 += b[:, None]
     return y, Conv2dCache(x, w, b is not None, g)
@@ -285,28 +289,33 @@ def conv2d_backward(
     w2 = w.reshape(C_out, -1)  # (C_out, K)
     K = w2.shape[1]
     db = dy3.sum(axis=(0, 2)) if has_bias else None
-    if g.pointwise:
-        x3 = x.reshape(N, C_in, L)
-        dw = np.tensordot(dy3, x3, axes=([0, 2], [0, 2]))  # sum_n dy[n] @ x[n].T
-        dx = np.matmul(w2.T, dy3)  # (N, C_in, L), already NCHW
-        return dx.reshape(x.shape), dw.reshape(w.shape), db
     dx = np.empty(x.shape, dtype=x.dtype)
-    dw2 = np.empty((C_out, K), dtype=x.dtype)
-    for n0, n1 in _chunks(N, K, L, x.itemsize):
-        nb = n1 - n0
-        cols = scratch("cols", (K, nb * L), x.dtype)
-        im2col_kernel(x, n0, *g, cols)  # rebuilt, not cached: memory is the scarcer
-        if nb == 1:
-            dy_chunk = dy3[n0]
-        else:  # (nb, C_out, L) -> (C_out, nb*L)
-            dy_chunk = scratch("dy", (C_out, nb * L), x.dtype)
-            dy_chunk.reshape(C_out, nb, L)[...] = dy3[n0:n1].transpose(1, 0, 2)
-        if n0 == 0:
-            np.matmul(dy_chunk, cols.T, out=dw2)
-        else:  # NumPy's GEMM cannot accumulate into its output: add a scratch product
-            dw2 += np.matmul(dy_chunk, cols.T, out=scratch("dw", (C_out, K), x.dtype))
-        dcols = np.matmul(w2.T, dy_chunk, out=scratch("gemm", (K, nb * L), x.dtype))
-        col2im_kernel(dcols, n0, *g, dx)
+
+    def share(n0: int, n1: int) -> np.ndarray:  # dx[n0:n1] and this share's part of dW2
+        if g.pointwise:
+            x3, d3 = x[n0:n1].reshape(n1 - n0, C_in, L), dy3[n0:n1]
+            np.matmul(w2.T, d3, out=dx[n0:n1].reshape(n1 - n0, C_in, L))  # already NCHW
+            return np.tensordot(d3, x3, axes=([0, 2], [0, 2]))  # sum_n dy[n] @ x[n].T
+        dw2 = np.empty((C_out, K), dtype=x.dtype)
+        for a, z in _chunks(n0, n1, K, L, x.itemsize):
+            cols = scratch("cols", (K, (z - a) * L), x.dtype)
+            im2col_kernel(x, a, *g, cols)  # rebuilt, not cached: memory is the scarcer
+            if z - a == 1:
+                dy_chunk = dy3[a]
+            else:  # (nb, C_out, L) -> (C_out, nb*L)
+                dy_chunk = scratch("dy", (C_out, (z - a) * L), x.dtype)
+                dy_chunk.reshape(C_out, z - a, L)[...] = dy3[a:z].transpose(1, 0, 2)
+            if a == n0:
+                np.matmul(dy_chunk, cols.T, out=dw2)
+            else:  # NumPy's GEMM cannot accumulate into its output: add a scratch product
+                dw2 += np.matmul(dy_chunk, cols.T, out=scratch("dw", (C_out, K), x.dtype))
+            dcols = np.matmul(w2.T, dy_chunk, out=scratch("gemm", (K, (z - a) * L), x.dtype))
+            col2im_kernel(dcols, a, *g, dx)
+        return dw2
+
+    dw2, *others = map_shares(share, N)
+    for part in others:
+        dw2 += part
     return dx, dw2.reshape(w.shape), db
 
 

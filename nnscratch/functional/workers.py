@@ -1,0 +1,103 @@
+"""Split a batch across the cores: one share of the images per worker thread.
+
+The convolutions run im2col, a GEMM and col2im over a batch. With one GEMM on every core
+(multithreaded BLAS) the copy kernels in between run on one core while the others wait,
+and each column matrix is built by one core and multiplied by all of them. Here instead
+each worker takes a contiguous share of the images, ``[n0, n1)``, and runs the whole
+sequence for it: its own im2col, a single-threaded GEMM and its own col2im, with its
+columns staying in its own core's cache. The numba kernels and NumPy's GEMM release the
+GIL, so the workers run in parallel.
+
+While the workers run, BLAS is held to one thread (through ``threadpoolctl``); it gets
+its own thread count back afterwards, so NumPy code outside nnscratch is unaffected.
+``NNSCRATCH_NUM_THREADS`` sets the number of workers (default: the cores this process
+may run on); 1 turns the splitting off.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import TypeVar
+
+from threadpoolctl import ThreadpoolController
+
+T = TypeVar("T")
+
+_state = threading.local()  # .in_worker: True on the pool's threads (no nested splitting)
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_blas: ThreadpoolController | None = None
+_blas_limit = None  # the active threadpoolctl limit while any split runs
+_active = 0  # splits running now (from several caller threads at most)
+
+
+def num_workers() -> int:
+    """``NNSCRATCH_NUM_THREADS`` if set, else the number of cores this process may use."""
+    value = os.environ.get("NNSCRATCH_NUM_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"NNSCRATCH_NUM_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def shares(N: int, workers: int) -> list[tuple[int, int]]:
+    """Split images 0 .. N-1 into ``min(N, workers)`` contiguous runs of nearly equal size."""
+    parts = max(1, min(N, workers))
+    bounds = [N * k // parts for k in range(parts + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+def _mark_worker() -> None:
+    _state.in_worker = True
+
+
+def _enter_single_threaded_blas() -> None:
+    global _pool, _blas, _blas_limit, _active
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                max(1, num_workers() - 1), thread_name_prefix="nnscratch", initializer=_mark_worker
+            )
+            _blas = ThreadpoolController().select(user_api="blas")
+        if _active == 0:
+            _blas_limit = _blas.limit(limits=1)
+        _active += 1
+
+
+def _leave_single_threaded_blas() -> None:
+    global _blas_limit, _active
+    with _lock:
+        _active -= 1
+        if _active == 0:
+            _blas_limit.restore_original_limits()
+            _blas_limit = None
+
+
+def map_shares(work: Callable[[int, int], T], N: int) -> list[T]:
+    """``[work(n0, n1) for each share of the N images]``, the shares running in parallel.
+
+    The calling thread runs the first share itself. Inside a worker (a nested call) or
+    with one worker, everything runs on the calling thread, in one share.
+    """
+    workers = 1 if getattr(_state, "in_worker", False) else num_workers()
+    runs = shares(N, workers)
+    if len(runs) == 1:
+        return [work(0, N)]
+    _enter_single_threaded_blas()
+    try:
+        futures = [_pool.submit(work, n0, n1) for n0, n1 in runs[1:]]
+        try:
+            first = work(*runs[0])
+        finally:
+            wait(futures)  # no share may still be writing when the caller moves on
+        return [first, *(future.result() for future in futures)]
+    finally:
+        _leave_single_threaded_blas()

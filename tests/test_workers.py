@@ -1,0 +1,81 @@
+"""Splitting a batch across worker threads: the shares, their results, BLAS's thread count."""
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from nnscratch.functional import workers
+
+
+def blas_threads() -> list[int]:
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("N, parts", [(10, 3), (64, 2), (2, 5), (1, 2), (7, 7)])
+def test_shares_cover_the_batch_once_in_nearly_equal_runs(N, parts):
+    runs = workers.shares(N, parts)
+    assert len(runs) == min(N, parts)
+    assert runs[0][0] == 0 and runs[-1][1] == N
+    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))  # contiguous, no overlap
+    sizes = [n1 - n0 for n0, n1 in runs]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
+
+
+def test_map_shares_runs_in_parallel_threads_and_keeps_the_order(monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
+    both_started = threading.Barrier(2, timeout=10)  # fails unless two shares run at once
+
+    def work(n0, n1):
+        both_started.wait()
+        return n0, n1, threading.current_thread().name
+
+    (a0, a1, first), (b0, b1, second) = workers.map_shares(work, 9)
+    assert (a0, a1, b0, b1) == (0, 4, 4, 9)
+    assert first == threading.current_thread().name and second.startswith("nnscratch")
+
+
+def test_blas_is_single_threaded_inside_and_restored_after(monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
+    np.ones((4, 4)) @ np.ones((4, 4))  # BLAS loaded
+    before = blas_threads()
+    inside = workers.map_shares(lambda n0, n1: blas_threads(), 4)
+    assert inside == [[1] * len(before)] * 2
+    assert blas_threads() == before
+
+
+def test_nested_calls_run_on_the_worker_itself(monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
+
+    def inner(n0, n1):
+        return workers.map_shares(lambda a, b: (a, b, threading.current_thread().name), 6)
+
+    outer = workers.map_shares(inner, 2)
+    assert len(outer[0]) == 2  # the caller's share may split again ...
+    assert len(outer[1]) == 1 and outer[1][0][:2] == (0, 6)  # ... a worker's runs whole
+
+
+def test_an_error_in_a_share_waits_for_the_others_then_propagates(monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "3")
+    finished = []
+    np.ones((4, 4)) @ np.ones((4, 4))  # BLAS loaded
+    before = blas_threads()
+
+    def work(n0, n1):
+        if n0 == 0:
+            raise ValueError("share 0 failed")
+        threading.Event().wait(0.05)
+        finished.append(n0)
+
+    with pytest.raises(ValueError, match="share 0 failed"):
+        workers.map_shares(work, 3)
+    assert sorted(finished) == [1, 2]  # nobody still writing when the error arrives
+    assert blas_threads() == before  # and the limit was lifted
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_a_bad_thread_count_is_named(value, monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", value)
+    with pytest.raises(ValueError, match="NNSCRATCH_NUM_THREADS"):
+        workers.num_workers()
