@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from nnscratch.plot.figure import new_figure, save_png
 
@@ -25,6 +26,7 @@ def history_figure(history: Sequence[dict], path: str | os.PathLike | None = Non
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     save_png(figure, path)
