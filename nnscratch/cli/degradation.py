@@ -6,11 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from nnscratch import data, plot
+from nnscratch import plot
+from nnscratch.cli.budget import add_budget_arguments, budget_kwargs
 from nnscratch.experiments import common
 from nnscratch.experiments.degradation import degradation
-from nnscratch.nn.init import CONV_INITS
-from nnscratch.training.config import SCHEDULES
 
 EXAMPLES = """examples:
   nnscratch degradation                               # ResNet-20 and -56, plain and residual
@@ -34,27 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--depths", type=int, nargs="+", default=[20, 56],
                    help="CIFAR ResNet depths 6n+2 (default 20 56)")  # fmt: skip
-    p.add_argument("--steps", type=int, default=300, help="SGD steps per run (default 300)")
-    p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
-    p.add_argument("--momentum", type=float, default=0.9, help="default 0.9")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4 (He et al.)")
-    p.add_argument("--schedule", choices=SCHEDULES, default="constant",
-                   help="learning-rate schedule over the budget (default constant)")  # fmt: skip
-    p.add_argument("--no-bn", action="store_true", help="no batch norm (convs get biases)")
-    p.add_argument(
-        "--init", choices=CONV_INITS, default="he", help="conv initialisation (default he)"
-    )
-    p.add_argument("--activation", choices=list(common.ACTIVATIONS), default="relu",
-                   help="replace every ReLU by this (default relu)")  # fmt: skip
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
-    p.add_argument("--dataset", default="synthetic",
-                   help=f"one of {', '.join(data.names())} (default synthetic)")  # fmt: skip
-    p.add_argument(
-        "--data-dir", help="dataset directory (default $NNSCRATCH_DATA or ~/.cache/nnscratch)"
-    )
-    p.add_argument("--n-train", type=int, help="synthetic set: training images (default 10000)")
-    p.add_argument("--n-test", type=int, help="synthetic set: test images (default 2000)")
+    add_budget_arguments(p, steps=300, schedule="constant")
     p.add_argument("--crop", type=int, default=4, help="random-crop padding, 0 = off (default 4)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--eval-every", type=int, default=50,
@@ -66,23 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dataset not in data.names():
-        raise ValueError(
-            f"unknown dataset {args.dataset!r}; choose one of {', '.join(data.names())}"
-        )
-    common.check_positive(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width
-    )
+    budget = budget_kwargs(args)
     if args.eval_every < 0:
         raise ValueError(f"--eval-every must be >= 0, got {args.eval_every}")
     out = Path(args.out or time.strftime("runs/degradation-%Y%m%d-%H%M%S"))
-    result = degradation(args.depths, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         momentum=args.momentum, weight_decay=args.weight_decay,
-                         schedule=args.schedule, batch_norm=not args.no_bn, init=args.init,
-                         activation=args.activation, width=args.width, dataset=args.dataset,
-                         data_dir=args.data_dir, n_train=args.n_train, n_test=args.n_test,
-                         crop=args.crop, flip=not args.no_flip, eval_every=args.eval_every,
-                         seed=args.seed, progress=not args.no_progress, log=print)  # fmt: skip
+    result = degradation(args.depths, **budget, crop=args.crop, flip=not args.no_flip,
+                         eval_every=args.eval_every, seed=args.seed,
+                         progress=not args.no_progress, log=print)  # fmt: skip
     write(result, out)
     print(f"wrote {out}")
     return 0
