@@ -7,6 +7,7 @@ from conftest import readonly
 
 import nnscratch.functional as F
 from nnscratch.functional import conv
+from nnscratch.functional import workers as worker_pool
 
 
 def conv_case(rng, N, C_in, H, W, C_out, k, dtype=np.float64):
@@ -23,6 +24,7 @@ def test_chunked_conv_matches_naive(workers, chunk_images, stride, padding, rng,
     """1-3 worker threads, a chunk budget of 1-3 images: per-image GEMMs, uneven last
     chunks and shares, strided outputs."""
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
+    monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)  # split even these small arrays
     x, w, b = conv_case(rng, 5, 3, 7, 6, 4, 3)
     kw = {"stride": stride, "padding": padding}
     y_ref, cache_ref = F.conv2d_naive_forward(x, w, b, **kw)
@@ -39,6 +41,7 @@ def test_chunked_conv_matches_naive(workers, chunk_images, stride, padding, rng,
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_pointwise_conv_skips_im2col_and_matches_naive(dtype, workers, rng, monkeypatch):
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
+    monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)
     x, w, b = conv_case(rng, 3, 5, 4, 6, 7, 1, dtype)
     y, cache = F.conv2d_forward(x, w, b)
     assert cache.geom.pointwise

@@ -1,12 +1,16 @@
 """Splitting a batch across worker threads: the shares, their results, BLAS's thread count."""
 
+import itertools
 import threading
 
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
+import nnscratch.functional as F
 from nnscratch.functional import workers
+
+BIG = workers.MIN_SPLIT_SIZE  # large enough to be split
 
 
 def blas_threads() -> list[int]:
@@ -18,7 +22,7 @@ def test_shares_cover_the_batch_once_in_nearly_equal_runs(N, parts):
     runs = workers.shares(N, parts)
     assert len(runs) == min(N, parts)
     assert runs[0][0] == 0 and runs[-1][1] == N
-    assert all(a[1] == b[0] for a, b in zip(runs, runs[1:]))  # contiguous, no overlap
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(runs))  # contiguous, no overlap
     sizes = [n1 - n0 for n0, n1 in runs]
     assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1
 
@@ -31,7 +35,7 @@ def test_map_shares_runs_in_parallel_threads_and_keeps_the_order(monkeypatch):
         both_started.wait()
         return n0, n1, threading.current_thread().name
 
-    (a0, a1, first), (b0, b1, second) = workers.map_shares(work, 9)
+    (a0, a1, first), (b0, b1, second) = workers.map_shares(work, 9, size=BIG)
     assert (a0, a1, b0, b1) == (0, 4, 4, 9)
     assert first == threading.current_thread().name and second.startswith("nnscratch")
 
@@ -40,7 +44,7 @@ def test_blas_is_single_threaded_inside_and_restored_after(monkeypatch):
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
     np.ones((4, 4)) @ np.ones((4, 4))  # BLAS loaded
     before = blas_threads()
-    inside = workers.map_shares(lambda n0, n1: blas_threads(), 4)
+    inside = workers.map_shares(lambda n0, n1: blas_threads(), 4, size=BIG)
     assert inside == [[1] * len(before)] * 2
     assert blas_threads() == before
 
@@ -49,9 +53,9 @@ def test_nested_calls_run_on_the_worker_itself(monkeypatch):
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
 
     def inner(n0, n1):
-        return workers.map_shares(lambda a, b: (a, b, threading.current_thread().name), 6)
+        return workers.map_shares(lambda a, b: (a, b, threading.current_thread().name), 6, size=BIG)
 
-    outer = workers.map_shares(inner, 2)
+    outer = workers.map_shares(inner, 2, size=BIG)
     assert len(outer[0]) == 2  # the caller's share may split again ...
     assert len(outer[1]) == 1 and outer[1][0][:2] == (0, 6)  # ... a worker's runs whole
 
@@ -69,7 +73,7 @@ def test_an_error_in_a_share_waits_for_the_others_then_propagates(monkeypatch):
         finished.append(n0)
 
     with pytest.raises(ValueError, match="share 0 failed"):
-        workers.map_shares(work, 3)
+        workers.map_shares(work, 3, size=BIG)
     assert sorted(finished) == [1, 2]  # nobody still writing when the error arrives
     assert blas_threads() == before  # and the limit was lifted
 
@@ -79,3 +83,38 @@ def test_a_bad_thread_count_is_named(value, monkeypatch):
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", value)
     with pytest.raises(ValueError, match="NNSCRATCH_NUM_THREADS"):
         workers.num_workers()
+
+
+def test_a_small_call_runs_whole_on_the_calling_thread(monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
+    small = workers.MIN_SPLIT_SIZE - 1
+    runs = workers.map_shares(lambda n0, n1: (n0, n1, threading.current_thread().name), 8, small)
+    assert runs == [(0, 8, threading.current_thread().name)]
+
+
+def _norm_and_relu_results(rng):
+    """Forward and backward of batch norm (plain, fused; train, eval) and ReLU."""
+    x = rng.standard_normal((5, 3, 4, 6)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = rng.uniform(0.5, 1.5, 3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    out = []
+    for op in ("batch_norm2d", "batch_norm_relu2d"):
+        forward, backward = getattr(F, f"{op}_forward"), getattr(F, f"{op}_backward")
+        for training in (True, False):
+            stats = [np.full(3, 0.3, np.float32), np.full(3, 2.0, np.float32)]
+            y, cache = forward(x, gamma, beta, *stats, training=training)
+            out += [y, *backward(dy, cache), *stats]
+    y, cache = F.relu_forward(x)
+    return [*out, y, F.relu_backward(dy, cache)]
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_batch_norm_and_relu_split_equal_whole_bit_for_bit(n, monkeypatch):
+    """Split by channel (statistics) and by image (elementwise passes): the same sums."""
+    monkeypatch.setattr(workers, "MIN_SPLIT_SIZE", 0)
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "1")
+    whole = _norm_and_relu_results(np.random.default_rng(0))
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(n))
+    split = _norm_and_relu_results(np.random.default_rng(0))
+    for a, b in zip(whole, split, strict=True):
+        np.testing.assert_array_equal(a, b)

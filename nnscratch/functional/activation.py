@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from nnscratch.functional._checks import check_float_array, require_cache
+from nnscratch.functional.workers import map_shares
 
 
 def _relu(x, y):
@@ -26,8 +27,9 @@ def _relu_backward(dy, y, dx):
         dx[k] = dy[k] if y[k] > zero else zero
 
 
-relu_kernel = njit(cache=True)(_relu)
-relu_backward_kernel = njit(cache=True)(_relu_backward)
+# Released GIL: each core takes a share of the flat array (workers.map_shares).
+relu_kernel = njit(cache=True, nogil=True)(_relu)
+relu_backward_kernel = njit(cache=True, nogil=True)(_relu_backward)
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +37,8 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     check_float_array("relu", "x", x)
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    relu_kernel(x.reshape(-1), y.reshape(-1))
+    xf, yf = x.reshape(-1), y.reshape(-1)
+    map_shares(lambda a, b: relu_kernel(xf[a:b], yf[a:b]), x.size, x.size)
     return y, y
 
 
@@ -45,7 +48,9 @@ def relu_backward(dy: np.ndarray, cache: np.ndarray) -> np.ndarray:
     y = cache
     if dy.shape != y.shape:
         raise ValueError(f"relu backward: expected dy of shape {y.shape}, got {dy.shape}")
-    dy = np.ascontiguousarray(dy)
+    dyf = np.ascontiguousarray(dy).reshape(-1)
+    yf = np.ascontiguousarray(y).reshape(-1)
     dx = np.empty_like(dy)
-    relu_backward_kernel(dy.reshape(-1), np.ascontiguousarray(y).reshape(-1), dx.reshape(-1))
+    dxf = dx.reshape(-1)
+    map_shares(lambda a, b: relu_backward_kernel(dyf[a:b], yf[a:b], dxf[a:b]), dy.size, dy.size)
     return dx

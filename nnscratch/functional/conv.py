@@ -263,7 +263,7 @@ def conv2d_forward(
                 y_chunk = np.matmul(w2, cols, out=scratch("gemm", (C_out, (z - a) * L), x.dtype))
                 y3[a:z] = y_chunk.reshape(C_out, z - a, L).transpose(1, 0, 2)
 
-    map_shares(share, N)
+    map_shares(share, N, size=x.size * g.KH * g.KW + y.size)
     if b is not None:
         y3 += b[:, None]
     return y, Conv2dCache(x, w, b is not None, g)
@@ -313,7 +313,7 @@ def conv2d_backward(
             col2im_kernel(dcols, a, *g, dx)
         return dw2
 
-    dw2, *others = map_shares(share, N)
+    dw2, *others = map_shares(share, N, size=x.size * g.KH * g.KW + dy3.size)
     for part in others:
         dw2 += part
     return dx, dw2.reshape(w.shape), db

@@ -31,6 +31,7 @@ from nnscratch.functional._checks import (
     check_same_dtype,
     require_cache,
 )
+from nnscratch.functional.workers import map_shares
 
 
 class BatchNormCache(NamedTuple):
@@ -46,15 +47,15 @@ class BatchNormCache(NamedTuple):
 
 
 # ----------------------------------------------------------------------- numba kernels
-def _channel_stats(x, mean, var):
-    """Per-channel mean and biased variance of x (N, C, L), reading x from memory once.
+def _channel_stats(x, c0, c1, mean, var):
+    """Mean and biased variance of the channels c0 .. c1-1 of x (N, C, L), reading x once.
 
     Each (n, c) plane gets an exact two-pass mean and sum of squared deviations (the
     plane is in cache for the second pass); planes are merged with Chan et al.'s
     formula, which stays accurate where E[x^2] - E[x]^2 would cancel.
     """
     N, C, L = x.shape
-    for c in range(C):
+    for c in range(c0, c1):
         m = x.dtype.type(0)  # accumulate in x's dtype: no float64 in a float32 step
         m2 = x.dtype.type(0)
         count = 0
@@ -90,11 +91,12 @@ def _affine(x, scale, shift, relu, y):
             y[n, c, k] = v if not relu or v > zero else zero
 
 
-def _backward_sums(dy, x, mean, scale, shift, relu, dbeta, dsum):
-    """dbeta[c] = sum g and dsum[c] = sum g * (x - mean[c]), with g = dy masked by ReLU."""
+def _backward_sums(dy, x, c0, c1, mean, scale, shift, relu, dbeta, dsum):
+    """dbeta[c] = sum g and dsum[c] = sum g * (x - mean[c]) for c in c0 .. c1-1, with g = dy
+    masked by ReLU."""
     N, C, L = x.shape
     zero = x.dtype.type(0)
-    for c in range(C):
+    for c in range(c0, c1):
         mu = mean[c]
         a = scale[c]
         b = shift[c]
@@ -137,12 +139,13 @@ def _backward_dx(dy, x, mean, scale, shift, relu, k_dy, k_x, k_0, dx):
 
 # Reductions may be reordered (fastmath "reassoc") so LLVM can vectorise them; the
 # elementwise kernels keep strict IEEE order so backward's recomputed ReLU mask
-# x * scale + shift > 0 is bit-for-bit the forward's. Like every kernel here they run
-# on the calling thread, between BLAS calls (see the note in conv.py).
-channel_stats_kernel = njit(cache=True, fastmath={"reassoc"})(_channel_stats)
-affine_kernel = njit(cache=True)(_affine)
-backward_sums_kernel = njit(cache=True, fastmath={"reassoc"})(_backward_sums)
-backward_dx_kernel = njit(cache=True)(_backward_dx)
+# x * scale + shift > 0 is bit-for-bit the forward's. They release the GIL: the
+# reductions run on a share of the channels per core, the elementwise passes on a share
+# of the images (workers.map_shares).
+channel_stats_kernel = njit(cache=True, nogil=True, fastmath={"reassoc"})(_channel_stats)
+affine_kernel = njit(cache=True, nogil=True)(_affine)
+backward_sums_kernel = njit(cache=True, nogil=True, fastmath={"reassoc"})(_backward_sums)
+backward_dx_kernel = njit(cache=True, nogil=True)(_backward_dx)
 
 
 # ----------------------------------------------------------------------- forward/backward
@@ -174,7 +177,7 @@ def _forward(op, x, gamma, beta, running_mean, running_var, training, momentum, 
             )
         mean = np.empty(C, dtype=x.dtype)
         var = np.empty(C, dtype=x.dtype)
-        channel_stats_kernel(x3, mean, var)
+        map_shares(lambda c0, c1: channel_stats_kernel(x3, c0, c1, mean, var), C, x.size)
         running_mean *= 1 - momentum
         running_mean += momentum * mean.astype(running_mean.dtype)
         running_var *= 1 - momentum
@@ -186,7 +189,10 @@ def _forward(op, x, gamma, beta, running_mean, running_var, training, momentum, 
     scale = gamma * inv_std  # y = gamma * (x - mu) * inv_std + beta = x * scale + shift
     shift = beta - mean * scale
     y = np.empty_like(x)
-    affine_kernel(x3, scale, shift, relu, y.reshape(N, C, H * W))
+    y3 = y.reshape(N, C, H * W)
+    map_shares(
+        lambda n0, n1: affine_kernel(x3[n0:n1], scale, shift, relu, y3[n0:n1]), N, x.size
+    )
     return y, BatchNormCache(x, mean, inv_std, gamma, beta, training, relu)
 
 
@@ -203,7 +209,10 @@ def _backward(op, dy, cache):
     shift = beta - mean * scale
     dbeta = np.empty(C, dtype=x.dtype)
     dsum = np.empty(C, dtype=x.dtype)  # sum of g * (x - mu)
-    backward_sums_kernel(dy3, x3, mean, scale, shift, relu, dbeta, dsum)
+    def sums(c0: int, c1: int) -> None:  # dbeta, dsum of channels c0 .. c1-1
+        backward_sums_kernel(dy3, x3, c0, c1, mean, scale, shift, relu, dbeta, dsum)
+
+    map_shares(sums, C, x.size)
     dgamma = dsum * inv_std  # sum of g * xhat
     if training:
         # dx = scale * (g - mean(g) - xhat * mean(g * xhat)),  mean(g) = dbeta / M
@@ -213,7 +222,13 @@ def _backward(op, dy, cache):
         k_x = np.zeros_like(scale)
         k_0 = np.zeros_like(scale)
     dx = np.empty_like(x)
-    backward_dx_kernel(dy3, x3, mean, scale, shift, relu, scale, k_x, k_0, dx.reshape(x3.shape))
+    dx3 = dx.reshape(x3.shape)
+
+    def dx_share(n0: int, n1: int) -> None:  # dx of images n0 .. n1-1
+        backward_dx_kernel(dy3[n0:n1], x3[n0:n1], mean, scale, shift, relu, scale, k_x, k_0,
+                           dx3[n0:n1])  # fmt: skip
+
+    map_shares(dx_share, N, x.size)
     return dx, dgamma, dbeta
 
 

@@ -27,6 +27,10 @@ from threadpoolctl import ThreadpoolController
 
 T = TypeVar("T")
 
+# Elements below which a call runs whole on the calling thread: handing a share to a
+# worker and waiting for it costs some 10-50 microseconds.
+MIN_SPLIT_SIZE = 1 << 15
+
 _state = threading.local()  # .in_worker: True on the pool's threads (no nested splitting)
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -81,13 +85,16 @@ def _leave_single_threaded_blas() -> None:
             _blas_limit = None
 
 
-def map_shares(work: Callable[[int, int], T], N: int) -> list[T]:
-    """``[work(n0, n1) for each share of the N images]``, the shares running in parallel.
+def map_shares(work: Callable[[int, int], T], N: int, size: int) -> list[T]:
+    """``[work(n0, n1) for each share of the N items]``, the shares running in parallel.
 
-    The calling thread runs the first share itself. Inside a worker (a nested call) or
-    with one worker, everything runs on the calling thread, in one share.
+    ``size`` is the number of array elements the whole call touches: below
+    ``MIN_SPLIT_SIZE`` a thread hand-off would cost more than it saves. The calling
+    thread runs the first share itself. Inside a worker (a nested call), with one worker
+    or for a small call, everything runs on the calling thread, in one share.
     """
-    workers = 1 if getattr(_state, "in_worker", False) else num_workers()
+    small = size < MIN_SPLIT_SIZE
+    workers = 1 if small or getattr(_state, "in_worker", False) else num_workers()
     runs = shares(N, workers)
     if len(runs) == 1:
         return [work(0, N)]
