@@ -1,0 +1,255 @@
+# Source of notebooks/07_features_and_transfer.ipynb (build and run: python notebooks/run_notebooks.py).
+
+# %% [markdown]
+# # 07 · Features and transfer
+#
+# **What you will learn**
+#
+# - what a trained ResNet-18 turns an image into: the 512-d embedding before the head, `model.features(x)`;
+# - nearest neighbours in that space (cosine similarity), also for classes the network never saw;
+# - a 2-D picture of the embeddings with PCA, computed by SVD in numpy;
+# - transfer: a **new head** on the frozen backbone learns new classes from a few labelled
+#   images, far better than the same head on raw pixels or on a random backbone.
+#
+# The setup: the synthetic set's first five classes (stripes, checkerboard, dots: *textures*) train
+# the backbone; the other five (ring, disc, plus, frame, triangle: *shapes*) are the new task.
+# Read beside it: `nnscratch/models/classifier.py` (`features`, `replace_head`, `freeze_backbone`),
+# `nnscratch/training/evaluation.py` (`extract_features`).
+
+# %%
+import os
+import time
+import warnings
+
+import numpy as np
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+from nnscratch import data, models, nn, optim
+from nnscratch.plot.figure import new_figure
+from nnscratch.training import evaluate, extract_features, setup
+
+%matplotlib inline
+
+FAST = os.environ.get("NNSCRATCH_FAST") == "1"  # CI sets this: smaller sizes, same steps
+if FAST:
+    WIDTH, N_TRAIN, N_TEST, EPOCHS, SHOTS = 0.25, 400, 200, 1, (5, 20)
+else:
+    WIDTH, N_TRAIN, N_TEST, EPOCHS, SHOTS = 1.0, 6000, 1000, 5, (1, 2, 5, 10, 20, 50, 100)
+rng = np.random.default_rng(0)
+print("fast mode" if FAST else "full mode", dict(width=WIDTH, n_train=N_TRAIN, epochs=EPOCHS))
+
+# %% [markdown]
+# ## 1. A backbone trained on the texture classes
+#
+# ResNet-18 (ImageNet stem, full width in full mode) trained on classes 0–4 only; classes 5–9 are
+# kept apart for the transfer task. Labels are renumbered 0–4 in each part. The training loop is
+# the trainer's, written out: augmented batches, forward, loss, backward, step (Adam, as in 05).
+
+# %%
+train_all, test_all = data.synthetic(n_train=N_TRAIN, n_test=N_TEST, seed=0)
+
+
+def keep_classes(ds, keep):
+    """The images of classes ``keep``, relabelled 0 .. len(keep) - 1."""
+    index = np.flatnonzero(np.isin(ds.labels, keep))
+    relabel = np.searchsorted(keep, ds.labels[index])
+    return data.ArrayDataset(ds.images[index], relabel, [ds.classes[k] for k in keep])
+
+
+OLD, NEW = np.arange(0, 5), np.arange(5, 10)
+old_train, old_test = keep_classes(train_all, OLD), keep_classes(test_all, OLD)
+new_train, new_test = keep_classes(train_all, NEW), keep_classes(test_all, NEW)
+print("old classes:", old_train.classes, len(old_train), "train /", len(old_test), "test")
+print("new classes:", new_train.classes, len(new_train), "train /", len(new_test), "test")
+
+mean, std = data.channel_stats(old_train.images)
+transform = setup.eval_transform(mean, std)
+loader = data.BatchLoader(old_train, 64, shuffle=True, seed=0, drop_last=True, prefetch=True,
+                          transform=data.Pipeline.from_options(mean, std, crop=4, flip=True))
+model = models.resnet18(num_classes=5, stem="imagenet", width=WIDTH, seed=0)
+optimizer = optim.Adam(model.parameters(), lr=1e-3)
+criterion = nn.CrossEntropyLoss()
+start = time.perf_counter()
+for epoch in range(EPOCHS):
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward())
+        optimizer.step()
+    print(f"epoch {epoch + 1}: last batch loss {loss:.3f}")
+print(f"{EPOCHS} epochs in {time.perf_counter() - start:.0f} s; test accuracy on the old classes: "
+      f"{evaluate(model, old_test, transform).accuracy:.1%}")
+
+# %% [markdown]
+# ## 2. Embeddings
+#
+# `features(x)` runs the backbone up to the global average pool: one vector per image, 512
+# numbers at full width, which the head `fc` maps to logits. `extract_features` does it in eval
+# mode over a whole dataset.
+
+# %%
+emb_old = extract_features(model, old_test, transform)
+emb_new = extract_features(model, new_test, transform)
+print("embeddings:", emb_old.shape, emb_old.dtype, f"(fc.in_features = {model.fc.in_features})")
+print(f"non-negative (they average ReLU outputs): min {emb_old.min():.3f}; "
+      f"share of exact zeros {np.mean(emb_old == 0):.0%}")
+
+# %% [markdown]
+# ## 3. Nearest neighbours
+#
+# Cosine similarity, `cos(a, b) = a·b / (|a| |b|)`, for every pair of test images. A good embedding
+# puts images of one class next to each other: how often is an image's nearest neighbour (itself
+# excluded) of its own class? We ask this for the old classes and for the **new** ones, which the
+# backbone never trained on.
+
+# %%
+def nearest(emb, k):
+    unit = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T  # (N, N) cosine similarities
+    np.fill_diagonal(sim, -np.inf)  # not itself
+    return np.argsort(-sim, axis=1)[:, :k]  # (N, k), most similar first
+
+
+for name, emb, ds in [("old classes", emb_old, old_test), ("new classes", emb_new, new_test)]:
+    nn_labels = ds.labels[nearest(emb, 1)[:, 0]]
+    print(f"{name}: nearest neighbour has the same class for {np.mean(nn_labels == ds.labels):.1%} "
+          f"of the test images (chance: 20%)")
+
+# %% [markdown]
+# Four images of the new classes (left column) and their five nearest neighbours:
+
+# %%
+neighbours = nearest(emb_new, 5)
+queries = [int(np.flatnonzero(new_test.labels == k)[0]) for k in (0, 1, 3, 4)]
+fig, axs = new_figure(8, 6.6, nrows=4, ncols=6)
+for row, q in enumerate(queries):
+    for col, i in enumerate([q, *neighbours[q]]):
+        ax = axs[row, col]
+        ax.imshow(new_test.images[i].transpose(1, 2, 0))
+        ax.set_title(("query: " if col == 0 else "") + new_test.classes[new_test.labels[i]], fontsize=7)
+        ax.axis("off")
+fig
+
+# %% [markdown]
+# ## 4. A 2-D picture: PCA by SVD
+#
+# Centre the embeddings, `Xc = X − mean`, and take the SVD `Xc = U S Vᵀ`. The rows of `Vᵀ` are the
+# principal directions; projecting onto the first two, `Xc @ V[:, :2]`, keeps the most variance any
+# 2-D linear view can. The same directions are the top eigenvectors of the covariance
+# `Xcᵀ Xc / (N − 1)`, with eigenvalues `S² / (N − 1)`.
+#
+# *Exercise: write the four lines before reading the next cell.*
+
+# %%
+def pca_2d(emb):
+    centred = emb.astype(np.float64) - emb.mean(axis=0)
+    U, S, Vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ Vt[:2].T, S, centred
+
+
+proj_old, S_old, centred_old = pca_2d(emb_old)
+eigenvalues, eigenvectors = np.linalg.eigh(centred_old.T @ centred_old / (len(centred_old) - 1))
+top = eigenvectors[:, ::-1][:, :2]  # eigh sorts ascending
+print("variance along the first two directions, SVD:  ", (S_old[:2] ** 2 / (len(centred_old) - 1)).round(4))
+print("                                   eigh:       ", eigenvalues[::-1][:2].round(4))
+print(f"projections agree up to sign: max diff {np.abs(np.abs(proj_old) - np.abs(centred_old @ top)).max():.1e}")
+print(f"share of the variance in 2-D: {np.sum(S_old[:2] ** 2) / np.sum(S_old ** 2):.0%}")
+
+# %%
+proj_new, _, _ = pca_2d(emb_new)
+fig, axs = new_figure(11, 4.6, ncols=2)
+for ax, proj, ds, title in [(axs[0], proj_old, old_test, "old classes (trained on)"),
+                            (axs[1], proj_new, new_test, "new classes (never seen)")]:
+    for k, name in enumerate(ds.classes):
+        pts = proj[ds.labels == k]
+        ax.scatter(pts[:, 0], pts[:, 1], s=6, alpha=0.6, color=f"C{k}", label=name)
+    ax.set(title=f"embeddings of the {title}, PCA", xlabel="PC 1", ylabel="PC 2")
+    ax.legend(fontsize=8, markerscale=2)
+    ax.grid(alpha=0.3)
+fig
+
+# %% [markdown]
+# ## 5. Transfer: a new head on a frozen backbone
+#
+# `replace_head(5)` puts a fresh `Linear(512, 5)` on the network and `freeze_backbone()` stops every
+# other parameter from training (and keeps the backbone's batch norm in eval mode). The backbone is
+# then a fixed function, so training the head on the model is the same as training a `Linear` on
+# precomputed embeddings, which is much faster. One step both ways gives the same head gradient:
+
+# %%
+model.replace_head(5, rng=np.random.default_rng(1))
+model.freeze_backbone()
+print(f"trainable parameters: {model.num_parameters(trainable_only=True):,} of {model.num_parameters():,}")
+
+x = transform(new_train.images[:32], rng)
+y = new_train.labels[:32]
+model.train()  # the frozen backbone stays in eval mode
+model.zero_grad()
+criterion(model(x), y)
+model.backward(criterion.backward())
+grad_through_model = model.fc.weight.grad.copy()
+
+model.fc.zero_grad()
+criterion(model.fc(model.features(x)), y)
+model.fc.backward(criterion.backward())
+print(f"max |head grad via model - via embeddings| = {np.abs(grad_through_model - model.fc.weight.grad).max():.1e}")
+
+# %% [markdown]
+# Now the comparison: for `k` labelled images per new class, train a fresh head (full-batch Adam on
+# standardised inputs) and measure it on the whole new-class test split. Three inputs for the same
+# head: the trained backbone's embeddings, the embeddings of a **randomly initialised** ResNet-18
+# (the architecture without the training), and the raw pixels.
+
+# %%
+def fit_head(inputs, labels, steps=300, seed=0):
+    """A Linear head trained on (inputs, labels); returns a predict function."""
+    mu, sd = inputs.mean(axis=0), inputs.std(axis=0) + 1e-6
+    head = nn.Linear(inputs.shape[1], 5, rng=np.random.default_rng(seed))
+    opt = optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-3)
+    xs = ((inputs - mu) / sd).astype(np.float32)
+    for _ in range(steps):
+        opt.zero_grad()
+        criterion(head(xs), labels)
+        head.backward(criterion.backward())
+        opt.step()
+    return lambda z: head(((z - mu) / sd).astype(np.float32)).argmax(axis=1)
+
+
+random_model = models.resnet18(num_classes=5, stem="imagenet", width=WIDTH, seed=123)
+inputs = {
+    "trained backbone": (extract_features(model, new_train, transform), emb_new),
+    "random backbone": (extract_features(random_model, new_train, transform),
+                        extract_features(random_model, new_test, transform)),
+    "raw pixels": (transform(new_train.images, rng).reshape(len(new_train), -1),
+                   transform(new_test.images, rng).reshape(len(new_test), -1)),
+}
+accuracy = {name: [] for name in inputs}
+for k in SHOTS:
+    chosen = np.concatenate([np.flatnonzero(new_train.labels == c)[:k] for c in range(5)])
+    for name, (train_in, test_in) in inputs.items():
+        predict = fit_head(train_in[chosen], new_train.labels[chosen])
+        accuracy[name].append(np.mean(predict(test_in) == new_test.labels))
+    print(f"{k:4d} per class: " + ", ".join(f"{n} {a[-1]:.1%}" for n, a in accuracy.items()))
+
+# %%
+fig, ax = new_figure(7, 4.2)
+for name, accs in accuracy.items():
+    ax.semilogx(SHOTS, 100 * np.array(accs), "o-", label=name)
+ax.axhline(20, color="grey", ls=":", label="chance")
+ax.set(xlabel="labelled images per new class", ylabel="test accuracy on the new classes (%)",
+       title="a new head on each representation")
+ax.set_xticks(SHOTS, [str(k) for k in SHOTS])
+ax.grid(alpha=0.3, which="both")
+ax.legend()
+fig
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Use Euclidean distance instead of cosine similarity for the nearest neighbours. Does it
+#    matter? (Look at the spread of the embedding norms.)
+# 2. Redo the PCA picture for the random backbone's embeddings.
+# 3. Unfreeze the backbone (`model.freeze_backbone(False)`) and fine-tune the whole network on
+#    20 images per new class with a small learning rate. Does it beat the frozen head?
+# 4. Swap the roles: train the backbone on the shape classes and transfer to the textures.
+# 5. Replace the linear head by a 1-nearest-neighbour classifier on the `k` labelled embeddings.
