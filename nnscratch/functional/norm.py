@@ -54,7 +54,7 @@ def _channel_stats(x, c0, c1, mean, var):
     plane is in cache for the second pass); planes are merged with Chan et al.'s
     formula, which stays accurate where E[x^2] - E[x]^2 would cancel.
     """
-    N, C, L = x.shape
+    N, L = x.shape[0], x.shape[2]
     for c in range(c0, c1):
         m = x.dtype.type(0)  # accumulate in x's dtype: no float64 in a float32 step
         m2 = x.dtype.type(0)
@@ -94,7 +94,7 @@ def _affine(x, scale, shift, relu, y):
 def _backward_sums(dy, x, c0, c1, mean, scale, shift, relu, dbeta, dsum):
     """dbeta[c] = sum g and dsum[c] = sum g * (x - mean[c]) for c in c0 .. c1-1, with g = dy
     masked by ReLU."""
-    N, C, L = x.shape
+    N, L = x.shape[0], x.shape[2]
     zero = x.dtype.type(0)
     for c in range(c0, c1):
         mu = mean[c]
