@@ -1,6 +1,8 @@
 """Splitting a batch across worker threads: the shares, their results, BLAS's thread count."""
 
 import itertools
+import multiprocessing
+import os
 import threading
 
 import numpy as np
@@ -118,3 +120,23 @@ def test_batch_norm_and_relu_split_equal_whole_bit_for_bit(n, monkeypatch):
     split = _norm_and_relu_results(np.random.default_rng(0))
     for a, b in zip(whole, split, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _split_in_child(queue):
+    queue.put(workers.map_shares(lambda n0, n1: (n0, n1), 4, size=BIG))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_gets_a_pool_of_its_own(monkeypatch):
+    """The parent's pool threads do not exist in a forked child; it must not wait for them."""
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
+    workers.map_shares(lambda n0, n1: None, 2, size=BIG)  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_split_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung waiting for the parent's worker threads")
+    assert child.exitcode == 0 and queue.get(timeout=5) == [(0, 2), (2, 4)]

@@ -39,6 +39,17 @@ _blas_limit = None  # the active threadpoolctl limit while any split runs
 _active = 0  # splits running now (from several caller threads at most)
 
 
+def _forget_pool_after_fork() -> None:
+    """A forked child has none of the parent's threads: it starts a pool of its own."""
+    global _pool, _blas, _blas_limit, _active, _lock
+    _pool, _blas, _blas_limit, _active = None, None, None, 0
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
 def num_workers() -> int:
     """``NNSCRATCH_NUM_THREADS`` if set, else the number of cores this process may use."""
     value = os.environ.get("NNSCRATCH_NUM_THREADS", "").strip()
