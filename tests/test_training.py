@@ -147,6 +147,33 @@ def test_transfer_learning_from_a_checkpoint_with_frozen_backbone(finished_run, 
     assert not np.array_equal(before["fc.weight"], after["fc.weight"])
 
 
+def test_a_run_without_batch_norm_and_its_checkpoint_keep_the_model_options(tmp_path, capsys):
+    """--no-bn --init torch trains a net with no batch norm and conv biases; evaluate
+    rebuilds the very same net from the checkpoint's config."""
+    assert main(["train", *TINY_FLAGS, "--epochs", "1", "--no-bn", "--init", "torch",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    state = weights(tmp_path / "best.npz")
+    assert not [k for k in state if "bn" in k or "running" in k]
+    assert "conv1.bias" in state and "layer1.0.conv1.bias" in state
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["batch_norm"] is False and config["init"] == "torch"
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "best.npz")]) == 0
+    assert "(test, 40 images): accuracy" in capsys.readouterr().out  # strict load: same net
+
+
+def test_init_schemes_draw_different_weights():
+    from nnscratch.training import setup
+
+    def first_conv(init):
+        return setup.build_model(TrainConfig(**TINY, init=init), 10, 3).conv1.weight.data
+
+    spreads = {init: first_conv(init).std() for init in ("he", "xavier", "torch")}
+    assert spreads["torch"] < spreads["xavier"] < spreads["he"]  # 1/(3 fan_in) < ... < 2/fan_out
+    with pytest.raises(ValueError, match="unknown init 'orthogonal'"):
+        TrainConfig(init="orthogonal")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from nnscratch import data, models
+from nnscratch.nn.init import CONV_INITS
 from nnscratch.training import TrainConfig, train
 from nnscratch.training.config import OPTIMIZERS, SCHEDULES
 
@@ -15,6 +16,7 @@ EXAMPLES = """examples:
   nnscratch train --dataset fashion_mnist --pad-to 32 --epochs 5
   nnscratch train --dataset folder --data-dir ~/pictures/pets --image-size 32
   nnscratch train --model resnet56 --plain          # the plain twin of ResNet-56
+  nnscratch train --model resnet56 --plain --no-bn --init torch   # ... without batch norm
   nnscratch train --init-from resnet18.pth --freeze-backbone --dataset cifar10
   nnscratch train --resume runs/train-20261125-210000
 """
@@ -78,6 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--plain", action="store_true", help="train the plain twin (no shortcut connections)"
     )
+    g.add_argument(
+        "--no-bn", action="store_true", help="no batch norm anywhere (convolutions get biases)"
+    )
+    g.add_argument("--init", choices=CONV_INITS, default=d.init,
+                   help=f"convolution initialisation; torch is PyTorch's layer default (default {d.init})")  # fmt: skip
     g.add_argument(
         "--init-from",
         metavar="PATH",
@@ -176,7 +183,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         dataset=args.dataset, data_dir=args.data_dir, download=not args.no_download,
         n_train=args.n_train, n_test=args.n_test, pad_to=args.pad_to, image_size=args.image_size,
         val_fraction=args.val_fraction, model=args.model, stem=args.stem, width=args.width,
-        plain=args.plain, init_from=args.init_from, freeze_backbone=args.freeze_backbone,
+        plain=args.plain, batch_norm=not args.no_bn, init=args.init, init_from=args.init_from, freeze_backbone=args.freeze_backbone,
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
         decay_bn_and_bias=args.decay_bn_and_bias, schedule=args.schedule,

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from nnscratch.nn.init import CONV_INITS
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "multistep", "constant")
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
@@ -29,6 +31,8 @@ class TrainConfig:
     stem: str = "cifar"
     width: float = 0.25  # the quick start: a quarter-width ResNet-18 trains in minutes
     plain: bool = False
+    batch_norm: bool = True  # False: no batch norm anywhere (convolutions get biases)
+    init: str = "he"  # convolution initialisation: he, xavier or torch (PyTorch's default)
     init_from: str | None = None  # weights to start from (checkpoint, .npz or torchvision .pth)
     freeze_backbone: bool = False
     # optimisation
@@ -70,6 +74,8 @@ class TrainConfig:
             problems.append(f"lr must be positive, got {self.lr}")
         if not 0 <= self.val_fraction < 1:
             problems.append(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
+        if self.init not in CONV_INITS:
+            problems.append(f"unknown init {self.init!r} (choose {', '.join(CONV_INITS)})")
         if self.width <= 0:
             problems.append(f"width must be positive, got {self.width}")
         if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:

@@ -64,7 +64,8 @@ def build_model(config: TrainConfig, num_classes: int, in_channels: int) -> Imag
     one; every other tensor must match, or the error names the keys that do not.
     """
     kwargs = {"num_classes": num_classes, "in_channels": in_channels, "width": config.width,
-              "residual": not config.plain, "seed": config.seed}  # fmt: skip
+              "residual": not config.plain, "batch_norm": config.batch_norm,
+              "init_scheme": config.init, "seed": config.seed}  # fmt: skip
     if models.supports_stem(config.model):
         kwargs["stem"] = config.stem
     model = models.create(config.model, **kwargs)
