@@ -41,7 +41,7 @@ from nnscratch.functional.workers import map_shares
 
 # Bytes of im2col columns built at once, per worker thread: about one core's L2 cache,
 # still GEMMs of hundreds to thousands of columns. (With both cores at work, 16 MB chunks
-# spilled out of the shared L3 and made ResNet-18's first-stage convolutions ~25% slower.)
+# spilled out of the shared L3 and made ResNet-18's first-stage convolutions 15-30% slower.)
 CHUNK_BYTES = 2 << 20
 
 
