@@ -194,6 +194,14 @@ def test_cli_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch)
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_a_bad_thread_count_is_one_line_before_any_work(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "two")
+    assert main(["train", *TINY_FLAGS, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "NNSCRATCH_NUM_THREADS must be a positive integer, got 'two'" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
 def test_train_help_lists_options_and_examples(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from nnscratch.functional.workers import num_workers
 from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        num_workers()  # a bad NNSCRATCH_NUM_THREADS fails here, before any work
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("nnscratch: interrupted", file=sys.stderr)
