@@ -6,9 +6,9 @@ import argparse
 import json
 
 from nnscratch import plot
-from nnscratch.training import evaluate, load_checkpoint
+from nnscratch.cli.trained_run import add_checkpoint_arguments, load_trained_run
+from nnscratch.training import evaluate
 from nnscratch.training.metrics import confusion_matrix, per_class_accuracy
-from nnscratch.training.setup import dataset_split, restore_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,20 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Evaluate a training checkpoint (best.npz or last.npz of a run) on the "
         "test split of the dataset it was trained on, with that run's normalisation.",
     )
-    p.add_argument("checkpoint", help="a checkpoint written by nnscratch train")
-    p.add_argument("--split", choices=["test", "val", "train"], default="test", help="default test")
-    p.add_argument("--batch-size", type=int, default=256, help="default 256")
+    add_checkpoint_arguments(p)
     p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    checkpoint = load_checkpoint(args.checkpoint)
-    config, model, transform = restore_run(checkpoint)
-    dataset = dataset_split(config, args.split)
+    checkpoint, config, model, transform, dataset = load_trained_run(args)
     result = evaluate(model, dataset, transform, args.batch_size)
     classes = checkpoint["classes"]
     counts = confusion_matrix(result.labels, result.predictions, len(classes))

@@ -7,8 +7,8 @@ import argparse
 import numpy as np
 
 from nnscratch import io
-from nnscratch.training import extract_features, load_checkpoint
-from nnscratch.training.setup import dataset_split, restore_run
+from nnscratch.cli.trained_run import add_checkpoint_arguments, load_trained_run
+from nnscratch.training import extract_features
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,19 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(512-d for ResNet-18/34, 2048-d for ResNet-50+) with the labels: arrays "
         "'features' (N, D) float32, 'labels' (N,) int64 and 'classes' (K,) str.",
     )
-    p.add_argument("checkpoint", help="a checkpoint written by nnscratch train")
-    p.add_argument("--split", choices=["test", "val", "train"], default="test", help="default test")
+    add_checkpoint_arguments(p)
     p.add_argument("--out", default="features.npz", help="output file (default features.npz)")
-    p.add_argument("--batch-size", type=int, default=256, help="default 256")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    checkpoint = load_checkpoint(args.checkpoint)
-    config, model, transform = restore_run(checkpoint)
-    dataset = dataset_split(config, args.split)
+    checkpoint, _, model, transform, dataset = load_trained_run(args)
     features = extract_features(model, dataset, transform, args.batch_size)
     io.save({"features": features, "labels": dataset.labels,
              "classes": np.array(checkpoint["classes"])}, args.out)  # fmt: skip
