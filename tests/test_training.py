@@ -202,6 +202,15 @@ def test_a_bad_thread_count_is_one_line_before_any_work(capsys, tmp_path, monkey
     assert err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
+def test_a_run_that_cannot_start_leaves_no_directory(capsys, tmp_path):
+    """A batch larger than the training split fails before anything is written."""
+    argv = ["train", "--model", "resnet20", "--width", "0.25", "--n-train", "100",
+            "--n-test", "20", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    assert "leaves no batch" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_help_lists_options_and_examples(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--help"])

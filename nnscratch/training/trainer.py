@@ -83,11 +83,6 @@ def train(
         log(f"resuming {path} at epoch {checkpoint['progress']['epoch'] + 1}, "
             f"batch {checkpoint['progress']['batch']}")  # fmt: skip
     config = config or TrainConfig()
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "config.json", "w") as f:
-        json.dump(config.to_dict(), f, indent=1)
-
     splits = setup.build_data(config)
     image_shape = splits.train.images.shape[1:]
     build_config = dataclasses.replace(config, init_from=None) if checkpoint else config
@@ -100,6 +95,10 @@ def train(
     schedule = setup.build_schedule(config, optimizer, len(loader))
     eval_transform = setup.eval_transform(splits.mean, splits.std)
     criterion = CrossEntropyLoss(config.label_smoothing)
+    out = Path(config.out_dir)  # created only once data, model and loader are in place
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "config.json", "w") as f:
+        json.dump(config.to_dict(), f, indent=1)
 
     progress_state = {
         "epoch": 0,
