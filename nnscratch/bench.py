@@ -528,13 +528,18 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
-def _rss_bytes() -> int:
-    kib = _status_kib("VmRSS")
+def _status_bytes(field: str) -> int:
+    """A /proc/self/status size (VmRSS, VmHWM) in bytes; the peak RSS where there is none."""
+    kib = _status_kib(field)
     if kib is None:
         import resource
 
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib * 1024
+
+
+def _rss_bytes() -> int:
+    return _status_bytes("VmRSS")
 
 
 def _can_reset_peak() -> bool:
@@ -552,12 +557,7 @@ def _reset_peak() -> bool:
 
 
 def _peak_bytes() -> int:
-    kib = _status_kib("VmHWM")
-    if kib is None:
-        import resource
-
-        kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib * 1024
+    return _status_bytes("VmHWM")
 
 
 # ----------------------------------------------------------------------- thread pools

@@ -92,11 +92,11 @@ def refresh_prose(name: str) -> nbformat.NotebookNode:
     """
     committed = nbformat.read(HERE / f"{name}.ipynb", as_version=4)
     built = build(name)
-    kinds = [cell.cell_type for cell in built.cells]
-    code = [(c.cell_type, c.source) for c in built.cells if c.cell_type == "code"]
-    if kinds != [c.cell_type for c in committed.cells] or code != [
-        (c.cell_type, c.source) for c in committed.cells if c.cell_type == "code"
-    ]:
+
+    def code_layout(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:  # markdown text left out
+        return [(kind, text if kind == "code" else "") for kind, text in cells_of(nb)]
+
+    if code_layout(built) != code_layout(committed):
         raise SystemExit(f"{name}: code cells changed since the last run; rerun it with --full")
     for old, new in zip(committed.cells, built.cells):
         if old.cell_type == "markdown":
