@@ -76,3 +76,20 @@ def test_notebook_runs_clean_in_fast_mode(name, tmp_path):
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     assert "fast mode" in "".join(o.get("text", "") for o in first_code.outputs)
     assert not [o for o in outputs if o.output_type == "error"]
+
+
+def test_prose_refresh_keeps_outputs_and_refuses_changed_code(monkeypatch):
+    """--prose copies edited markdown in and keeps the outputs; a changed code cell is refused."""
+    name = NAMES[0]
+    built = runner.build(name)
+    markdown = next(c for c in built.cells if c.cell_type == "markdown")
+    markdown.source += "\n\nAn added sentence."
+    monkeypatch.setattr(runner, "build", lambda _: built)
+    refreshed = runner.refresh_prose(name)
+    assert runner.cells_of(refreshed) == runner.cells_of(built)
+    committed = _read(name)
+    assert [c.get("outputs") for c in refreshed.cells] == [c.get("outputs") for c in committed.cells]
+
+    next(c for c in built.cells if c.cell_type == "code").source += "\nx = 1"
+    with pytest.raises(SystemExit, match="code cells changed"):
+        runner.refresh_prose(name)
