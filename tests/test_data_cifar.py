@@ -276,7 +276,7 @@ def test_missing_member_and_corrupt_archive(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         add_member(tar, "cifar-10-batches-py/batches.meta", b"")
     with pytest.raises(ValueError, match=r"missing members.*data_batch_1"):
-        read_tar_members(archive, "cifar-10-batches-py", ["batches.meta", "data_batch_1"])
+        read_tar_members(archive, "cifar-10-batches-py", {"batches.meta": 10, "data_batch_1": 10})
     broken = tmp_path / "cifar-10-python.tar.gz"
     broken.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(ValueError, match="not a readable tar archive"):
@@ -294,3 +294,67 @@ def test_batch_with_wrong_shape_is_rejected(tmp_path):
             add_member(tar, f"cifar-10-batches-py/{name}", blob)
     with pytest.raises(ValueError, match=r"data_batch_1: 'data' must be uint8 \(n, 3072\)"):
         cifar10(tmp_path, download=False)
+
+
+# --- files that claim more than they hold (memory use is measured in test_untrusted_data) ---
+
+
+def test_array_must_be_built_as_numpy_pickles_it():
+    stride_zero = (np.ndarray, ((10, 3072), "u1", b"\x00", 0, (0, 0)))
+    evil = pickle.dumps({b"data": type("A", (), {"__reduce__": lambda self: stride_zero})()})
+    with pytest.raises(UnsafePickleError, match=r"evil: refusing to call numpy.ndarray"):
+        cifar.load_pickle(evil, "evil")
+    big_empty = (  # _reconstruct(ndarray, (10**9,), b"b") instead of the usual (0,)
+        b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+        b"J\x00\xca\x9a;\x85U\x01b\x87R."
+    )
+    with pytest.raises(UnsafePickleError, match=r"evil: refusing _reconstruct.*1000000000"):
+        cifar.load_pickle(big_empty, "evil")
+
+
+def batch_arrays(d, pickle_size=10**6, max_images=4):
+    return cifar._batch_arrays(d, "batch", pickle_size, max_images, "labels", classes=10)
+
+
+def test_batch_arrays_are_checked_before_any_copy():
+    stride_zero = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), (3, 3072), (0, 0))
+    with pytest.raises(ValueError, match=r"batch: 'data' is .* strides \(0, 0\)"):
+        batch_arrays({"data": stride_zero, "labels": [0, 1, 2]})
+    data = np.zeros((3, 3072), np.uint8)
+    with pytest.raises(ValueError, match=r"9,216 bytes\), which a 9,000-byte pickle"):
+        batch_arrays({"data": data, "labels": [0, 1, 2]}, pickle_size=9000)
+    with pytest.raises(ValueError, match=r"holds 3 images, more than the 2 of the official"):
+        batch_arrays({"data": data, "labels": [0, 1, 2]}, max_images=2)
+    nested = [[0] * 1000] * 3  # converting it would multiply the shared inner list
+    for labels in (nested, [0, 1], [0, 1, 10], [0, 1, True], np.zeros((3, 1), np.int64)):
+        with pytest.raises(ValueError, match=r"'labels' must be 3 integers in \[0, 10\)"):
+            batch_arrays({"data": data, "labels": labels})
+    images, labels = batch_arrays({"data": data, "labels": np.array([0, 1, 2], np.uint8)})
+    assert images.shape == (3, 3, 32, 32) and labels.dtype == np.int64
+
+
+def test_meta_must_hold_the_official_number_of_names(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    make_cifar10(archive)
+    with tarfile.open(archive) as src:
+        members = {m.name: src.extractfile(m).read() for m in src.getmembers()}
+    members["cifar-10-batches-py/batches.meta"] = dumps_py2({b"label_names": [b"a"] * 11})
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, blob in members.items():
+            add_member(tar, name, blob)
+    with pytest.raises(ValueError, match=r"batches.meta: 'label_names' must be a list of 10"):
+        cifar10(tmp_path, download=False)
+
+
+def test_oversized_or_repeated_member_is_refused(tmp_path):
+    archive = tmp_path / "a.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        add_member(tar, "f/meta", b"x" * 11)
+    with pytest.raises(ValueError, match=r"member f/meta is 11 bytes, more than the 10 bytes"):
+        read_tar_members(archive, "f", {"meta": 10})
+    assert read_tar_members(archive, "f", {"meta": 11}) == {"meta": b"x" * 11}
+    with tarfile.open(archive, "w:gz") as tar:
+        add_member(tar, "f/meta", b"x")
+        add_member(tar, "f/meta", b"y")
+    with pytest.raises(ValueError, match="member f/meta appears twice"):
+        read_tar_members(archive, "f", {"meta": 10})

@@ -11,6 +11,14 @@ The batches are read straight from the tarball, never extracted, and every membe
 checked first: an absolute path, a ``..`` component, a link or a device is refused.
 Pickles go through :class:`RestrictedUnpickler`, which builds only NumPy arrays and
 plain containers, so a tampered file cannot run code.
+
+Nor can a tampered file make the reader allocate more than an official one would: a
+member larger than the official one can be (:data:`BYTES_PER_IMAGE` per image it may
+hold, :data:`META_MAX_BYTES` for the class names) is refused from its tar header and is
+never read past that limit; an array is built only the way NumPy pickles one, so it
+holds no more bytes than the pickle it came from; a batch may hold no more images than
+the official one (10,000, or 50,000 for CIFAR-100's ``train``). Every refusal is a
+``ValueError`` naming the file.
 """
 
 from __future__ import annotations
@@ -19,10 +27,10 @@ import importlib
 import io
 import os
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -30,6 +38,11 @@ from nnscratch.utils.safe_pickle import RestrictedUnpickler, UnsafePickleError
 
 from .dataset import ArrayDataset
 from .download import data_root, download
+
+# The official batch pickles take 3,104 bytes per image (3,072 pixels, the label(s), the
+# file name and pickle framing); a member may take this many per image it can hold.
+BYTES_PER_IMAGE = 3072 + 256
+META_MAX_BYTES = 1 << 16  # the official meta files are 158 and 1,758 bytes
 
 
 @dataclass(frozen=True)
@@ -41,10 +54,21 @@ class _Spec:
     train: tuple[str, ...]
     test: tuple[str, ...]
     meta: str
+    images_per_train_file: int  # as in the official files; a file may hold no more
+    images_per_test_file: int
+    class_counts: Mapping[str, int]  # meta key -> number of class names
 
     @property
     def archive(self) -> str:
         return self.url.rsplit("/", 1)[-1]
+
+    def max_images(self, name: str) -> int:
+        return self.images_per_train_file if name in self.train else self.images_per_test_file
+
+    def max_bytes(self) -> dict[str, int]:
+        """The largest size each member may have, keyed by member name."""
+        limits = {name: self.max_images(name) * BYTES_PER_IMAGE for name in self.train + self.test}
+        return {**limits, self.meta: META_MAX_BYTES}
 
 
 CIFAR10 = _Spec(
@@ -55,6 +79,9 @@ CIFAR10 = _Spec(
     train=tuple(f"data_batch_{i}" for i in range(1, 6)),
     test=("test_batch",),
     meta="batches.meta",
+    images_per_train_file=10_000,
+    images_per_test_file=10_000,
+    class_counts={"label_names": 10},
 )
 CIFAR100 = _Spec(
     title="CIFAR-100",
@@ -64,6 +91,9 @@ CIFAR100 = _Spec(
     train=("train",),
     test=("test",),
     meta="meta",
+    images_per_train_file=50_000,
+    images_per_test_file=10_000,
+    class_counts={"fine_label_names": 100, "coarse_label_names": 20},
 )
 
 
@@ -77,11 +107,11 @@ def cifar10(
     may also be that tarball or that folder itself. If neither is there and
     ``download`` is true, fetches the tarball (checking its MD5).
     """
-    members = _read(CIFAR10, root, download, mirror)
-    classes = _class_names(members, CIFAR10, "label_names")
+    origin, members = _read(CIFAR10, root, download, mirror)
+    classes = _class_names(members, origin, CIFAR10, "label_names")
     return (
-        _batches(members, CIFAR10.train, "labels", classes),
-        _batches(members, CIFAR10.test, "labels", classes),
+        _batches(members, origin, CIFAR10, CIFAR10.train, "labels", classes),
+        _batches(members, origin, CIFAR10, CIFAR10.test, "labels", classes),
     )
 
 
@@ -99,26 +129,29 @@ def cifar100(
     """
     if label not in ("fine", "coarse"):
         raise ValueError(f'cifar100: label must be "fine" or "coarse", got {label!r}')
-    members = _read(CIFAR100, root, download, mirror)
-    classes = _class_names(members, CIFAR100, f"{label}_label_names")
+    origin, members = _read(CIFAR100, root, download, mirror)
+    classes = _class_names(members, origin, CIFAR100, f"{label}_label_names")
     return (
-        _batches(members, CIFAR100.train, f"{label}_labels", classes),
-        _batches(members, CIFAR100.test, f"{label}_labels", classes),
+        _batches(members, origin, CIFAR100, CIFAR100.train, f"{label}_labels", classes),
+        _batches(members, origin, CIFAR100, CIFAR100.test, f"{label}_labels", classes),
     )
 
 
 # --- finding the files -------------------------------------------------------------
 
 
-def _read(spec: _Spec, root, allow_download: bool, mirror: str | None) -> dict[str, bytes]:
-    """The raw bytes of every member the spec needs, keyed by member name."""
+def _read(
+    spec: _Spec, root, allow_download: bool, mirror: str | None
+) -> tuple[str, dict[str, bytes]]:
+    """``(origin, members)``: the raw bytes of every member the spec needs, keyed by member
+    name, and the prefix that makes a member name a file name for error messages."""
     base = data_root(root)
-    wanted = (*spec.train, *spec.test, spec.meta)
+    wanted = spec.max_bytes()
     if base.is_file():
-        return read_tar_members(base, spec.folder, wanted)
+        return f"{base}:{spec.folder}/", read_tar_members(base, spec.folder, wanted)
     for folder in (base / spec.folder, base):
         if (folder / spec.meta).is_file():
-            return _read_folder(folder, wanted)
+            return f"{folder}/", _read_folder(folder, wanted)
     archive = base / spec.archive
     if not archive.is_file():
         if not allow_download:
@@ -129,14 +162,34 @@ def _read(spec: _Spec, root, allow_download: bool, mirror: str | None) -> dict[s
                 "where you keep it)."
             )
         download(spec.url, archive, spec.md5, mirror=mirror)
-    return read_tar_members(archive, spec.folder, wanted)
+    return f"{archive}:{spec.folder}/", read_tar_members(archive, spec.folder, wanted)
 
 
-def _read_folder(folder: Path, wanted: Iterable[str]) -> dict[str, bytes]:
+def _read_at_most(file: IO[bytes], declared: int, limit: int, source: str) -> bytes:
+    """Read ``file``, whose size is ``declared`` (by a tar header or the file system), if
+    neither that nor what it actually holds exceeds ``limit`` bytes; else ``ValueError``."""
+    if declared <= limit:
+        data = file.read(limit + 1)  # whatever the declared size, never more than this
+        if len(data) <= limit:
+            return data
+        declared = len(data)
+    raise ValueError(
+        f"{source} is {declared:,} bytes, more than the {limit:,} bytes the official file "
+        "can have; refusing to read it (the file is damaged or not the official one)"
+    )
+
+
+def _read_folder(folder: Path, wanted: Mapping[str, int]) -> dict[str, bytes]:
+    """``{name: bytes}`` of the wanted files in ``folder``; ``wanted`` maps each name to
+    the most bytes it may have."""
     missing = [name for name in wanted if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: missing batch files {', '.join(missing)}")
-    return {name: (folder / name).read_bytes() for name in wanted}
+    found = {}
+    for name, limit in wanted.items():
+        with open(folder / name, "rb") as f:
+            found[name] = _read_at_most(f, os.fstat(f.fileno()).st_size, limit, f.name)
+    return found
 
 
 def check_tar_member(member: tarfile.TarInfo, archive: str | os.PathLike) -> None:
@@ -152,12 +205,14 @@ def check_tar_member(member: tarfile.TarInfo, archive: str | os.PathLike) -> Non
 
 
 def read_tar_members(
-    archive: str | os.PathLike, folder: str, wanted: Iterable[str]
+    archive: str | os.PathLike, folder: str, wanted: Mapping[str, int]
 ) -> dict[str, bytes]:
     """Read ``folder/<name>`` for each wanted name from a (gzipped) tarball, in one pass.
 
-    Every member is checked with :func:`check_tar_member`, wanted or not; nothing is
-    written to disk. Returns ``{name: bytes}``.
+    ``wanted`` maps each name to the most bytes that member may have: a larger one is
+    refused from its header, before any of it is decompressed. Every member is checked
+    with :func:`check_tar_member`, wanted or not, and may appear once; nothing is written
+    to disk. Returns ``{name: bytes}``.
     """
     paths = {f"{folder}/{name}": name for name in wanted}
     found: dict[str, bytes] = {}
@@ -165,9 +220,14 @@ def read_tar_members(
         with tarfile.open(archive, "r|*") as tar:
             for member in tar:
                 check_tar_member(member, archive)
-                name = member.name.removeprefix("./")
-                if member.isfile() and name in paths:
-                    found[paths[name]] = tar.extractfile(member).read()
+                path = member.name.removeprefix("./")
+                if member.isfile() and path in paths:
+                    name = paths[path]
+                    if name in found:
+                        raise ValueError(f"{archive}: member {path} appears twice")
+                    source = f"{archive}: member {path}"
+                    with tar.extractfile(member) as f:
+                        found[name] = _read_at_most(f, member.size, wanted[name], source)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ValueError(f"{archive}: not a readable tar archive ({e})") from e
     missing = [path for path, name in paths.items() if name not in found]
@@ -197,6 +257,28 @@ def _latin1_encode(text: Any, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+class _NdarrayName:
+    """What ``numpy.ndarray`` resolves to in a pickle: NumPy's own pickles only pass it to
+    ``_reconstruct``, and calling it is refused, so a pickle cannot hand an array its own
+    shape, strides and buffer (a stride-0 view makes one byte look like gigabytes)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise UnsafePickleError("refusing to call numpy.ndarray: not how NumPy pickles an array")
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _empty_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """Stand-in for NumPy's ``_reconstruct``: only the empty array every pickled ndarray
+    starts from; its data arrives in the state that follows, which NumPy size-checks."""
+    if subtype is not _NDARRAY or shape != (0,):
+        raise UnsafePickleError(
+            f"refusing _reconstruct({subtype!r}, {shape!r}): only an empty numpy.ndarray"
+        )
+    return _numpy_internal("multiarray", "_reconstruct")(np.ndarray, (0,), dtype)
+
+
 def _array_globals() -> dict[tuple[str, str], Any]:
     """The globals a pickled NumPy array names, and nothing else.
 
@@ -205,14 +287,13 @@ def _array_globals() -> dict[tuple[str, str], Any]:
     instead, plus ``_codecs.encode`` for bytes at protocol 2 and
     ``numpy._core.numeric._frombuffer`` at protocol 5.
     """
-    reconstruct = _numpy_internal("multiarray", "_reconstruct")
     frombuffer = _numpy_internal("numeric", "_frombuffer")
     return {
-        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+        ("numpy._core.multiarray", "_reconstruct"): _empty_array,
         ("numpy.core.numeric", "_frombuffer"): frombuffer,
         ("numpy._core.numeric", "_frombuffer"): frombuffer,
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
         ("_codecs", "encode"): _latin1_encode,
     }
@@ -224,8 +305,10 @@ def load_pickle(data: bytes, source: str) -> dict[str, Any]:
         obj = RestrictedUnpickler(
             io.BytesIO(data), _array_globals(), source=source, encoding="bytes"
         ).load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as e:
+        if str(e).startswith(source):
+            raise
+        raise UnsafePickleError(f"{source}: {e}") from e
     except Exception as e:
         raise ValueError(f"{source}: not a readable CIFAR pickle ({e!r})") from e
     if not isinstance(obj, dict):
@@ -239,29 +322,91 @@ def _field(d: dict[str, Any], key: str, source: str) -> Any:
     return d[key]
 
 
-def _class_names(members: dict[str, bytes], spec: _Spec, key: str) -> list[str]:
-    source = f"{spec.folder}/{spec.meta}"
+def _describe(value: Any) -> str:
+    """A short description of an unpickled value for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {value.shape}"
+    if isinstance(value, list):
+        return f"a list of {len(value):,} items"
+    return f"a {type(value).__name__}"
+
+
+def _check_array_memory(array: np.ndarray, what: str, pickle_size: int) -> None:
+    """Refuse an array that is not contiguous or holds more bytes than its pickle: NumPy
+    never writes such a file, and copying one (a stride-0 view repeats one item) would
+    allocate what the file does not hold."""
+    if not (array.flags.c_contiguous or array.flags.f_contiguous) or array.nbytes > pickle_size:
+        raise ValueError(
+            f"{what} is {_describe(array)} with strides {array.strides} ({array.nbytes:,} "
+            f"bytes), which a {pickle_size:,}-byte pickle cannot hold"
+        )
+
+
+def _class_names(members: dict[str, bytes], origin: str, spec: _Spec, key: str) -> list[str]:
+    source = origin + spec.meta
     names = _field(load_pickle(members[spec.meta], source), key, source)
-    return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+    count = spec.class_counts[key]
+    if (
+        not isinstance(names, list)
+        or len(names) != count
+        or not all(isinstance(n, bytes | str) for n in names)
+    ):
+        raise ValueError(
+            f"{source}: {key!r} must be a list of {count} names, got {_describe(names)}"
+        )
+    try:
+        return [n.decode("utf-8") if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{source}: {key!r} holds a name that is not UTF-8 ({e})") from e
+
+
+def _batch_arrays(
+    d: dict[str, Any], source: str, pickle_size: int, max_images: int, label_key: str, classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 (n, 3, 32, 32) and labels int64 (n,) of one unpickled batch, checked
+    before anything is copied: at most ``max_images`` images, arrays no larger than
+    their pickle, labels in ``[0, classes)``."""
+    data = _field(d, "data", source)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape[1:] != (3072,):
+        raise ValueError(f"{source}: 'data' must be uint8 (n, 3072), got {_describe(data)}")
+    _check_array_memory(data, f"{source}: 'data'", pickle_size)
+    n = len(data)
+    if n > max_images:
+        raise ValueError(
+            f"{source}: 'data' holds {n:,} images, more than the {max_images:,} "
+            "of the official file"
+        )
+    labels = _field(d, label_key, source)
+    if isinstance(labels, np.ndarray):
+        _check_array_memory(labels, f"{source}: {label_key!r}", pickle_size)
+        valid = labels.shape == (n,) and np.issubdtype(labels.dtype, np.integer)
+    else:  # the official files hold a list of ints
+        valid = isinstance(labels, list) and len(labels) == n
+        valid = valid and all(type(k) is int and 0 <= k < classes for k in labels)
+    if not valid:
+        raise ValueError(
+            f"{source}: {label_key!r} must be {n} integers in [0, {classes}), "
+            f"got {_describe(labels)}"
+        )
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)  # row = R, G, B planes
 
 
 def _batches(
-    members: dict[str, bytes], names: tuple[str, ...], label_key: str, classes: list[str]
+    members: dict[str, bytes],
+    origin: str,
+    spec: _Spec,
+    names: tuple[str, ...],
+    label_key: str,
+    classes: list[str],
 ) -> ArrayDataset:
     """Concatenate batch files into one dataset: images (N, 3, 32, 32), labels (N,)."""
     images, labels = [], []
     for name in names:
-        d = load_pickle(members[name], name)
-        data = np.asarray(_field(d, "data", name))
-        y = np.asarray(_field(d, label_key, name))
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-            raise ValueError(
-                f"{name}: 'data' must be uint8 (n, 3072), got {data.dtype} {data.shape}"
-            )
-        if y.shape != (len(data),) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(
-                f"{name}: {label_key!r} must be {len(data)} integers, got {y.dtype} {y.shape}"
-            )
-        images.append(data.reshape(-1, 3, 32, 32))  # row = R plane, G plane, B plane
-        labels.append(y.astype(np.int64))
+        source, blob = origin + name, members[name]
+        batch = load_pickle(blob, source)
+        x, y = _batch_arrays(
+            batch, source, len(blob), spec.max_images(name), label_key, len(classes)
+        )
+        images.append(x)
+        labels.append(y)
     return ArrayDataset(np.concatenate(images), np.concatenate(labels), classes)
