@@ -152,3 +152,17 @@ def test_debian_copy_matches_the_hard_coded_checksums(tmp_path):
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
     np.testing.assert_array_equal(np.bincount(train.labels), [6000] * 10)
     np.testing.assert_array_equal(np.bincount(test.labels), [1000] * 10)
+
+
+def test_idx_size_check_does_not_wrap_around():
+    # 2**31 * 2**31 * 4 = 2**64 items: 0 in int64 arithmetic, which matched an empty body.
+    data = b"\x00\x00\x08\x03" + struct.pack(">3I", 2**31, 2**31, 4)
+    with pytest.raises(ValueError, match=r"x.gz: IDX size mismatch.*18446744073709551632 bytes"):
+        fm.parse_idx(data, "x.gz", ndim=3)
+
+
+def test_file_larger_than_the_official_one_is_refused(fake, monkeypatch):
+    folder, _ = fake
+    monkeypatch.setitem(fm.IDX_BYTES, "train-labels-idx1-ubyte.gz", 8 + 6)  # the fake has 7
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte.gz: more than the 14 bytes"):
+        fm.fashion_mnist(folder, download=False)

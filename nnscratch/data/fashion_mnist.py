@@ -8,12 +8,17 @@ HTTP only). An uncompressed copy (the name without ``.gz``) is accepted too.
 
 IDX format: a 4-byte magic ``00 00 08 ndim`` (08 = unsigned bytes), ``ndim``
 big-endian uint32 sizes, then the values in row-major order, nothing after them.
+
+The size of every official file is known exactly (:data:`IDX_BYTES`), so a file is
+never read or decompressed past it: a larger file, or a gzip stream that inflates to
+more, is refused with a ``ValueError`` naming the file before its checksum is computed.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from pathlib import Path
@@ -49,6 +54,14 @@ FILES = {
         "bb300cfdad3c16e7a12a480ee83cd310",
         "15d484375f8d13e6eb1aabb0c3f46965",
     ),
+}
+
+# file -> bytes of the official decompressed IDX file: header, then one byte per value.
+IDX_BYTES = {
+    "train-images-idx3-ubyte.gz": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte.gz": 8 + 60_000,
+    "t10k-images-idx3-ubyte.gz": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte.gz": 8 + 10_000,
 }
 
 CLASSES = [
@@ -125,7 +138,7 @@ def parse_idx(data: bytes, source: str, ndim: int | None = None) -> np.ndarray:
     if len(data) < header:
         raise ValueError(f"{source}: truncated IDX header ({len(data)} bytes)")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=n_dims, offset=4))
-    expected = header + int(np.prod(shape, dtype=np.int64))
+    expected = header + math.prod(shape)  # Python ints: no int64 wrap-around
     if len(data) != expected:
         raise ValueError(
             f"{source}: IDX size mismatch: header says {shape} ({expected} bytes), "
@@ -154,12 +167,20 @@ def _read_verified(name: str, root, allow_download: bool, mirror: str | None) ->
                 f"put the four files in {target.parent}."
             )
         path = download(URL + name, target, gz_md5, mirror=mirror)
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{path}: not a readable gzip file ({e})") from e
+    limit = IDX_BYTES[name]
+    with open(path, "rb") as f:
+        if path.suffix != ".gz":
+            data = f.read(limit + 1)
+        else:
+            try:
+                data = gzip.GzipFile(fileobj=f).read(limit + 1)
+            except (OSError, EOFError, zlib.error) as e:
+                raise ValueError(f"{path}: not a readable gzip file ({e})") from e
+    if len(data) > limit:
+        raise ValueError(
+            f"{path}: more than the {limit:,} bytes of the official (decompressed) IDX file; "
+            "refusing to read further (the file is damaged or not the official one)"
+        )
     got = hashlib.md5(data, usedforsecurity=False).hexdigest()
     if got != raw_md5:
         raise ValueError(
