@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from nnscratch.data import image_folder
+
+# The package re-exports a function named like this module; patch the module itself.
+module = importlib.import_module("nnscratch.data.image_folder")
 
 COLOURS = {"blue": (0, 0, 255), "green": (0, 255, 0), "red": (255, 0, 0)}
 
@@ -76,3 +81,15 @@ def test_test_split_with_unknown_class(tmp_path):
     (tmp_path / "test" / "zebra").mkdir()
     with pytest.raises(ValueError, match="zebra"):
         image_folder(tmp_path)
+
+
+def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    root = make_folder(tmp_path, per_class=2, size=(12, 10))
+    monkeypatch.setattr(module, "MAX_IMAGE_PIXELS", 12 * 10 - 1)
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ValueError, match=r"refusing image .*00\.png: it declares 12 x 10 = 120"):
+        image_folder(root)
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit  # Pillow's global is left alone
+    monkeypatch.setattr(module, "MAX_IMAGE_PIXELS", 12 * 10)
+    train, test = image_folder(root, size=4)
+    assert len(train) + len(test) == 6

@@ -11,11 +11,16 @@ split is used and the classes are the sub-folders of ``train/``. Files ending in
 ``.png``, ``.jpg`` or ``.jpeg`` (any case) are read; hidden files and other files are
 ignored. Every image is converted to RGB (or greyscale) and resized to size x size
 (bilinear, aspect ratio not kept).
+
+An image is decoded only if its header declares at most :data:`MAX_IMAGE_PIXELS`
+pixels, so a small file claiming a huge picture (a decompression bomb) is refused with a
+``ValueError`` naming it and its claimed size, before any pixel memory is allocated.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,9 @@ from PIL import Image, UnidentifiedImageError
 from .dataset import ArrayDataset
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
+# A 50-megapixel photo (about 8200 x 6100): decoding one costs up to ~8 bytes a pixel.
+# Below Pillow's own warning threshold (~89 million), which this reader turns into an error.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 def image_folder(
@@ -99,12 +107,27 @@ def _read_split(
 
 
 def _load_image(path: Path, size: int, channels: int) -> np.ndarray:
-    """One image as uint8 (C, size, size)."""
+    """One image as uint8 (C, size, size); refuses one larger than ``MAX_IMAGE_PIXELS``."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
-            im = im.resize((size, size), Image.BILINEAR)
-            pixels = np.asarray(im, dtype=np.uint8)
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 million pixels; the size check below refuses those.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as e:  # Pillow refuses above ~179 million pixels
+        raise ValueError(f"image_folder: refusing image {path}: {e}") from e
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ValueError(f"image_folder: cannot read image {path}: {e}") from e
+    with image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"image_folder: refusing image {path}: it declares {width} x {height} "
+                f"= {width * height:,} pixels, more than the {MAX_IMAGE_PIXELS:,} this "
+                "reader decodes (a decompression bomb, or a photo to shrink first)"
+            )
+        try:
+            converted = image.convert("RGB" if channels == 3 else "L")
+            pixels = np.asarray(converted.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"image_folder: cannot read image {path}: {e}") from e
     return pixels.reshape(size, size, channels).transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
