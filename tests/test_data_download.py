@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import io
 import pickle
+import socket
 import struct
 import tarfile
 import threading
@@ -240,3 +241,27 @@ def test_fashion_mnist_downloaded_through_mirror(server, tmp_path, monkeypatch):
         gzip.decompress((tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
         == files["t10k-labels-idx1-ubyte.gz"][1]
     )
+
+
+def closed_port_url() -> str:
+    """An address on 127.0.0.1 where nothing listens (as when the network is down)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_offline_error_says_which_file_where_to_put_it_and_the_alternatives(tmp_path):
+    dest = tmp_path / "data" / "cifar-10-python.tar.gz"
+    with pytest.raises(DownloadError) as err:
+        download(f"{closed_port_url()}/x/cifar-10-python.tar.gz", dest, None, progress=False)
+    message = str(err.value)
+    assert message.startswith("Could not download cifar-10-python.tar.gz from http://127.0.0.1")
+    assert f"put cifar-10-python.tar.gz at {dest} yourself" in message
+    assert "download=False" in message and "--no-download" in message
+    assert "NNSCRATCH_MIRROR" in message and message.endswith(".")
+    assert not dest.parent.exists() or leftovers(dest.parent) == []
+
+
+def test_dataset_download_failure_names_the_dataset_file(tmp_path):
+    with pytest.raises(DownloadError, match=r"put cifar-10-python.tar.gz at .*cache"):
+        cifar.cifar10(tmp_path / "cache", mirror=closed_port_url())

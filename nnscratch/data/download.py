@@ -106,18 +106,26 @@ def download(
     except http.client.IncompleteRead as e:
         raise DownloadError(_truncated(url, dest, received, total)) from e
     except urllib.error.HTTPError as e:
-        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}; nothing was written") from e
+        raise DownloadError(_failed(url, dest, f"HTTP {e.code} {e.reason}")) from e
     except urllib.error.URLError as e:
-        raise DownloadError(f"{url}: cannot connect ({e.reason}); nothing was written") from e
+        raise DownloadError(_failed(url, dest, f"cannot connect ({e.reason})")) from e
     except (TimeoutError, ConnectionError) as e:
         raise DownloadError(
-            f"{url}: transfer failed after {received} bytes ({e!r}); nothing was written"
+            _failed(url, dest, f"transfer failed after {received} bytes ({e!r})")
         ) from e
     return dest
 
 
-def _truncated(url: str, dest: Path, received: int, total: int | None) -> str:
+def _failed(url: str, dest: Path, reason: str) -> str:
+    """The message of a failed download: what failed, and how to do without the network."""
     return (
-        f"{url}: connection closed after {received} of {total} bytes; "
-        f"the partial download was discarded and {dest} was not written"
+        f"Could not download {dest.name} from {url}: {reason}; nothing was written. "
+        f"Without network access, put {dest.name} at {dest} yourself and pass download=False "
+        "(--no-download on the command line), or set NNSCRATCH_MIRROR to a server that has it."
+    )
+
+
+def _truncated(url: str, dest: Path, received: int, total: int | None) -> str:
+    return _failed(
+        url, dest, f"connection closed after {received} of {total} bytes (partial file discarded)"
     )
