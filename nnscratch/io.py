@@ -8,6 +8,13 @@ A PyTorch checkpoint is a pickle whose tensors point at raw byte storages kept b
 it. We read it without importing torch: the pickle goes through a restricted unpickler
 whose allowlist maps torch's tensor-rebuilding functions to NumPy ones, so no code
 named in the file ever runs, and anything else it names is refused.
+
+Both readers take untrusted files, so what a file can make them allocate is bounded by
+what it holds: a zip archive's members may decompress to at most
+``_MAX_COMPRESSION_RATIO`` times their stored bytes, every array's size is checked
+against its member before it is read, and a ``.pth`` file's tensors may hold at most
+``_MAX_VIEW_FACTOR`` times the bytes of its storages. Under ``_ALWAYS_ALLOWED_BYTES``
+in total, the ratios are not applied, so no small legitimate file is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +34,15 @@ from nnscratch.utils.atomic import atomic_write
 from nnscratch.utils.safe_pickle import RestrictedUnpickler, UnsafePickleError
 
 __all__ = ["UnsafePickleError", "load", "load_torch_checkpoint", "save"]
+
+# Limits for untrusted files (see the module docstring). Our own .npz files and torch's
+# .pth archives are stored uncompressed (ratio 1); np.savez_compressed of trained weights
+# reaches about 1.1, of sparse or zero-heavy arrays a few times that.
+_MAX_COMPRESSION_RATIO = 8
+# A tensor and its transpose, or two tied weights, view one storage: twice its bytes.
+_MAX_VIEW_FACTOR = 2
+_ALWAYS_ALLOWED_BYTES = 64 << 20
+_READ_CHUNK_BYTES = 1 << 20
 
 # np.savez takes these as its own arguments, so they cannot name an array.
 _SAVEZ_ARGUMENT_NAMES = frozenset({"file", "allow_pickle"})
@@ -93,21 +109,83 @@ def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a state dict written by :func:`save` (or any ``.npz`` of numeric arrays).
 
     Keys keep their saved order and arrays their dtype and shape (0-d stays 0-d). Object
-    arrays are refused (``allow_pickle=False``).
+    arrays are refused. Each entry's ``.npy`` header must describe exactly the bytes its
+    zip member declares, and the archive must not be a compression bomb, both checked
+    before any array data is read; so the arrays returned are all that is allocated.
 
     Raises ``FileNotFoundError`` if ``path`` does not exist, and ``ValueError`` naming the
     file if it is truncated, corrupted or not an ``.npz`` state file.
     """
     with open(path, "rb") as f:
         try:
-            contents = np.load(f, allow_pickle=False)
-            if isinstance(contents, np.lib.npyio.NpzFile):
-                with contents:
-                    return {key: contents[key] for key in contents.files}
-            cause = "it holds a single array, not a dict of arrays"
+            magic = np.lib.format.MAGIC_PREFIX
+            if f.read(len(magic)) == magic:
+                cause = "it holds a single array, not a dict of arrays"
+            else:
+                f.seek(0)
+                with zipfile.ZipFile(f) as archive:
+                    _check_decompressed_size(archive)
+                    return dict(_read_npy_member(archive, info) for info in archive.infolist())
         except _CORRUPT_FILE_ERRORS as exc:
             cause = f"{type(exc).__name__}: {exc}"
     raise ValueError(f"{path}: corrupted or not an nnscratch state file ({cause})")
+
+
+def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, np.ndarray]:
+    """One ``<key>.npy`` member of an ``.npz``, its header checked against the member size."""
+    if not info.filename.endswith(".npy"):
+        raise ValueError(f"member {info.filename!r} is not a .npy array")
+    key = info.filename[: -len(".npy")]
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+        else:
+            raise ValueError(f"entry {key!r} has unsupported .npy format version {version}")
+        if dtype.hasobject:
+            raise ValueError(f"entry {key!r} holds Python objects (dtype {dtype}); not loaded")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size - member.tell() != nbytes:
+            raise ValueError(
+                f"entry {key!r}: its header describes {shape} {dtype} ({nbytes:,} bytes) "
+                f"but the member holds {info.file_size - member.tell():,} bytes of data"
+            )
+        data = _read_member_rest(member, nbytes, f"entry {key!r}")
+    return key, np.frombuffer(data, dtype).reshape(shape, order="F" if fortran_order else "C")
+
+
+def _check_decompressed_size(archive: zipfile.ZipFile) -> None:
+    """Refuse a zip bomb: members declaring far more bytes than the archive stores."""
+    stored = sum(info.compress_size for info in archive.infolist())
+    declared = sum(info.file_size for info in archive.infolist())
+    if declared > max(_ALWAYS_ALLOWED_BYTES, _MAX_COMPRESSION_RATIO * stored):
+        raise ValueError(
+            f"its members would decompress to {declared:,} bytes from {stored:,} stored, "
+            f"more than {_MAX_COMPRESSION_RATIO} times (a zip bomb?)"
+        )
+
+
+def _read_exactly(stream: IO[bytes], nbytes: int, what: str) -> bytearray:
+    """Read ``nbytes`` from ``stream`` in bounded chunks, refusing a stream that ends early."""
+    data = bytearray(nbytes)
+    view = memoryview(data)
+    filled = 0
+    while filled < nbytes:
+        count = stream.readinto(view[filled : filled + _READ_CHUNK_BYTES])
+        if not count:
+            raise ValueError(f"{what} ends after {filled:,} of its {nbytes:,} bytes")
+        filled += count
+    return data
+
+
+def _read_member_rest(member: IO[bytes], nbytes: int, what: str) -> bytearray:
+    """The rest of a zip member, which must be exactly ``nbytes`` (at most one more is read)."""
+    data = _read_exactly(member, nbytes, what)
+    if member.read(1):
+        raise ValueError(f"{what} holds more than the {nbytes:,} bytes it declares")
+    return data
 
 
 # ---------------------------------------------------------------------------------------
@@ -138,14 +216,10 @@ def _storage_itemsize(storage_type: str) -> int:
     return np.dtype(_STORAGE_DTYPES[storage_type][0]).itemsize
 
 
-def _storage_array(storage_type: str, raw: bytes, numel: int, byteorder: str) -> np.ndarray:
-    """Decode one storage's raw bytes into a native-endian 1-D array of ``numel`` elements."""
+def _storage_array(storage_type: str, raw: bytearray, byteorder: str) -> np.ndarray:
+    """Decode one storage's raw bytes into a native-endian 1-D array."""
     disk, result = _STORAGE_DTYPES[storage_type]
     disk_dtype = np.dtype(disk).newbyteorder("<" if byteorder == "little" else ">")
-    if len(raw) != numel * disk_dtype.itemsize:
-        raise ValueError(
-            f"storage holds {len(raw)} bytes, expected {numel} x {disk_dtype.itemsize}"
-        )
     array = np.frombuffer(raw, dtype=disk_dtype)
     if storage_type == "BFloat16Storage":
         # A bfloat16 is the upper 16 bits of a float32.
@@ -153,36 +227,42 @@ def _storage_array(storage_type: str, raw: bytes, numel: int, byteorder: str) ->
     return array.astype(result)  # a native-endian, writable copy
 
 
-def _rebuild_tensor_v2(
-    storage: np.ndarray, storage_offset: int, size: tuple, stride: tuple, *_grad_hooks_metadata
+def _tensor_view(
+    storage: np.ndarray, storage_offset: int, size: tuple, stride: tuple
 ) -> np.ndarray:
-    """``torch._utils._rebuild_tensor_v2``: copy out the tensor that views ``storage``.
+    """The read-only view of ``storage`` that a torch tensor's layout describes.
 
-    torch counts offset and strides in elements; NumPy strides are in bytes. The view is
-    bounds-checked first, because ``as_strided`` reads whatever memory it is pointed at.
-    ``requires_grad``, backward hooks and tensor metadata are dropped.
+    torch counts offset and strides in elements; NumPy strides are in bytes. The layout is
+    checked first: ``as_strided`` reads whatever memory it is pointed at, so the view must
+    stay inside the storage, and it may not have more elements than the storage holds
+    past the offset, or a zero or overlapping stride would let a few bytes of file stand
+    for gigabytes of tensor.
     """
     size, stride = tuple(size), tuple(stride)
     if not isinstance(storage, np.ndarray) or storage.ndim != 1:
         raise ValueError("tensor storage is not a storage")
+    layout = f"size {size}, stride {stride}, offset {storage_offset}"
     if len(size) != len(stride) or min((storage_offset, *size, *stride)) < 0:
+        raise ValueError(f"bad tensor layout: {layout}")
+    numel = math.prod(size)
+    if numel > storage.size - storage_offset:
         raise ValueError(
-            f"bad tensor layout: offset {storage_offset}, size {size}, stride {stride}"
+            f"tensor of {layout} has {numel:,} elements but its storage holds "
+            f"{max(storage.size - storage_offset, 0):,} past the offset (overlapping or "
+            "zero strides are not loaded)"
         )
-    if math.prod(size) > 0:
+    if numel > 0:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.size:
             raise ValueError(
-                f"tensor of size {size}, stride {stride}, offset {storage_offset} "
-                f"reaches past its storage of {storage.size} elements"
+                f"tensor of {layout} reaches past its storage of {storage.size} elements"
             )
-    view = np.lib.stride_tricks.as_strided(
+    return np.lib.stride_tricks.as_strided(
         storage[storage_offset:],
         shape=size,
         strides=[s * storage.itemsize for s in stride],
         writeable=False,
     )
-    return view.copy()
 
 
 def _rebuild_parameter(data, *_grad_hooks):
@@ -190,12 +270,12 @@ def _rebuild_parameter(data, *_grad_hooks):
     return data
 
 
-# Everything a checkpoint of tensors may name. Storage classes map to their name (an
-# immutable str, so a pickle cannot alter it for later loads): the persistent id hands
-# it back to ``persistent_load``, which looks up the dtype.
+# Everything a checkpoint of tensors may name, besides ``_rebuild_tensor_v2`` (each
+# unpickler's own, which counts the bytes it copies). Storage classes map to their name
+# (an immutable str): the persistent id hands it back to ``persistent_load``, which looks
+# up the dtype.
 _TORCH_ALLOWED: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     **{("torch", name): name for name in _STORAGE_DTYPES},
 }
@@ -205,7 +285,8 @@ class _TorchUnpickler(RestrictedUnpickler):
     """Unpickles torch's main pickle; each storage comes from ``load_storage`` once per key.
 
     torch pickles a storage as the persistent id
-    ``("storage", storage_class, key, location, numel[, view_metadata])``.
+    ``("storage", storage_class, key, location, numel[, view_metadata])``. The tensors
+    copied out of the storages may hold ``_MAX_VIEW_FACTOR`` times the storages' bytes.
     """
 
     def __init__(
@@ -214,9 +295,29 @@ class _TorchUnpickler(RestrictedUnpickler):
         source: str,
         load_storage: Callable[[str, str, int], np.ndarray],
     ):
-        super().__init__(file, _TORCH_ALLOWED, source=source)
+        allowed = {**_TORCH_ALLOWED, ("torch._utils", "_rebuild_tensor_v2"): self._rebuild_tensor}
+        super().__init__(file, allowed, source=source)
         self._load_storage = load_storage
         self._storages: dict[str, np.ndarray] = {}
+        self._storage_bytes = 0
+        self._tensor_bytes = 0
+
+    def _rebuild_tensor(
+        self, storage: np.ndarray, storage_offset: int, size: tuple, stride: tuple, *_metadata
+    ) -> np.ndarray:
+        """``torch._utils._rebuild_tensor_v2``: copy out the tensor that views ``storage``.
+
+        ``requires_grad``, backward hooks and tensor metadata are dropped.
+        """
+        view = _tensor_view(storage, storage_offset, size, stride)
+        self._tensor_bytes += view.nbytes
+        budget = max(_ALWAYS_ALLOWED_BYTES, _MAX_VIEW_FACTOR * self._storage_bytes)
+        if self._tensor_bytes > budget:
+            raise ValueError(
+                f"its tensors would take more than {budget:,} bytes, over "
+                f"{_MAX_VIEW_FACTOR} times its {self._storage_bytes:,} bytes of storage"
+            )
+        return view.copy()
 
     def persistent_load(self, pid: Any) -> np.ndarray:
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
@@ -230,12 +331,14 @@ class _TorchUnpickler(RestrictedUnpickler):
             raise ValueError("storage views (files from torch < 0.4) are not supported")
         if key not in self._storages:
             self._storages[key] = self._load_storage(storage_type, key, numel)
+            self._storage_bytes += self._storages[key].nbytes
         return self._storages[key]
 
 
 def _load_zip_checkpoint(f: IO[bytes], source: str) -> Any:
     """The zip format (torch >= 1.6): ``<top>/data.pkl``, ``<top>/data/<key>``, ``<top>/byteorder``."""
     with zipfile.ZipFile(f) as archive:
+        _check_decompressed_size(archive)
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise ValueError("the archive has no <folder>/data.pkl")
@@ -249,7 +352,15 @@ def _load_zip_checkpoint(f: IO[bytes], source: str) -> Any:
             raise ValueError(f"unknown byte order {byteorder!r}")
 
         def load_storage(storage_type: str, key: str, numel: int) -> np.ndarray:
-            return _storage_array(storage_type, archive.read(f"{top}data/{key}"), numel, byteorder)
+            info = archive.getinfo(f"{top}data/{key}")
+            itemsize = _storage_itemsize(storage_type)
+            if info.file_size != numel * itemsize:
+                raise ValueError(
+                    f"storage {key!r} holds {info.file_size} bytes, expected {numel} x {itemsize}"
+                )
+            with archive.open(info) as member:
+                raw = _read_member_rest(member, numel * itemsize, f"storage {key!r}")
+            return _storage_array(storage_type, raw, byteorder)
 
         with archive.open(pickles[0]) as data_pkl:
             return _TorchUnpickler(data_pkl, source, load_storage).load()
@@ -262,7 +373,8 @@ def _load_legacy_checkpoint(f: IO[bytes], source: str) -> Any:
 
     The storages follow the pickle that uses them, and their sizes depend on dtypes named
     inside it. So the main pickle is read twice: first over zero-filled stand-ins, to learn
-    each storage's type and size, then for real over the decoded storages.
+    each storage's type and size, then for real over the decoded storages. The stand-ins
+    together may not declare more bytes than the whole file holds.
     """
 
     def read_small_pickle() -> Any:
@@ -277,10 +389,15 @@ def _load_legacy_checkpoint(f: IO[bytes], source: str) -> Any:
     file_size = os.fstat(f.fileno()).st_size
 
     layout: dict[str, tuple[str, int]] = {}
+    declared_bytes = 0
 
     def zero_storage(storage_type: str, key: str, numel: int) -> np.ndarray:
-        if numel * _storage_itemsize(storage_type) > file_size:
-            raise ValueError(f"storage {key!r} is larger than the file")
+        nonlocal declared_bytes
+        declared_bytes += numel * _storage_itemsize(storage_type)
+        if declared_bytes > file_size:
+            raise ValueError(
+                f"its storages declare {declared_bytes:,} bytes, more than the file's {file_size:,}"
+            )
         layout[key] = (storage_type, numel)
         return np.zeros(numel, dtype=_STORAGE_DTYPES[storage_type][1])
 
@@ -291,8 +408,8 @@ def _load_legacy_checkpoint(f: IO[bytes], source: str) -> Any:
         count = int.from_bytes(f.read(8), "little")
         if count != numel:
             raise ValueError(f"storage {key!r} has {count} elements, expected {numel}")
-        raw = f.read(numel * _storage_itemsize(storage_type))
-        storages[key] = _storage_array(storage_type, raw, numel, "little")
+        raw = _read_exactly(f, numel * _storage_itemsize(storage_type), f"storage {key!r}")
+        storages[key] = _storage_array(storage_type, raw, "little")
 
     f.seek(main_start)
     return _TorchUnpickler(f, source, lambda _type, key, _numel: storages[key]).load()
@@ -311,8 +428,14 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
 
     The file may name only ``collections.OrderedDict``, torch's tensor/parameter rebuild
     functions and its storage classes; anything else (``os.system``, ``builtins.eval``,
-    an ``nn.Module`` class) raises :class:`UnsafePickleError` (a ``ValueError``) naming
-    the global and the file, before anything is called.
+    an ``nn.Module`` class), or a BUILD aimed at one of those, raises
+    :class:`UnsafePickleError` (a ``ValueError``) naming the global and the file, before
+    anything is called or altered.
+
+    Allocation is bounded by the file (see the module docstring): each storage must be
+    exactly its declared size, a tensor may not have more elements than its storage
+    (no zero or overlapping strides), and all tensors together may hold at most twice
+    the storages' bytes (64 MiB at least).
 
     Raises ``FileNotFoundError`` if ``path`` does not exist and ``ValueError`` naming the
     file if it is truncated, corrupted or not a PyTorch checkpoint.

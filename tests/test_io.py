@@ -267,10 +267,12 @@ def test_torch_bad_file_raises_value_error_naming_it(tmp_path, make_bytes):
 
 def test_tensor_reaching_past_its_storage_is_refused():
     storage = np.arange(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="holds 2 past the offset"):
+        nnio._tensor_view(storage, 2, (3,), (1,))
     with pytest.raises(ValueError, match="past its storage"):
-        nnio._rebuild_tensor_v2(storage, 2, (3,), (1,), False, collections.OrderedDict())
-    with pytest.raises(ValueError, match="past its storage"):
-        nnio._rebuild_tensor_v2(storage, 0, (2, 2), (1, 3), False, collections.OrderedDict())
+        nnio._tensor_view(storage, 0, (2, 2), (1, 3))
+    with pytest.raises(ValueError, match="overlapping or zero strides"):
+        nnio._tensor_view(storage, 0, (5,), (0,))
 
 
 # --- PyTorch checkpoints: malicious pickles ----------------------------------------------
