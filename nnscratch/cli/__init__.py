@@ -18,9 +18,20 @@ from nnscratch.utils.safe_pickle import UnsafePickleError
 COMMANDS = ("train", "evaluate", "extract", "summary", "gradcheck", "bench",
             "gradflow", "degradation", "lesion")  # fmt: skip
 
-# Exceptions that mean "the input was wrong", reported as one line.
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, IsADirectoryError,
-               PermissionError, KeyError, UnsafePickleError)  # fmt: skip
+# Exceptions that mean "the input (or the machine) cannot do this", reported as one line:
+# OSError covers missing and unwritable files, a full disk and a failed download.
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError, MemoryError, UnsafePickleError)
+
+
+def one_line(error: BaseException) -> str:
+    """The message of a user error, without Python's decorations (quotes, ``[Errno 28]``)."""
+    if isinstance(error, KeyError):
+        return str(error).strip("'\"")
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    if isinstance(error, MemoryError) and not str(error):
+        return "out of memory"
+    return " ".join(str(error).split())  # a message never spans lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nnscratch {args.command}: stopped: {error}", file=sys.stderr)
         return 3
     except USER_ERRORS as error:
-        message = str(error).strip("'\"") if isinstance(error, KeyError) else str(error)
-        print(f"nnscratch {args.command}: error: {message}", file=sys.stderr)
+        print(f"nnscratch {args.command}: error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from nnscratch import models
+from nnscratch.training import memory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +44,15 @@ def model_kwargs(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     if args.image_size < 1:
         raise ValueError(f"--image-size must be positive, got {args.image_size}")
+    if args.depth < 1:
+        raise ValueError(f"--depth must be at least 1, got {args.depth}")
+    shape = (args.in_channels, args.image_size, args.image_size)
+    sizes = memory.footprint(args.model, shape, **model_kwargs(args))
+    memory.check_fits(
+        sizes.inference_bytes(batch_size=1),
+        f"{args.model} at width {args.width:g} ({sizes.parameters:,} parameters)",
+        "lower --width or --image-size",
+    )
     model = models.create(args.model, **model_kwargs(args))
     model.summary((args.in_channels, args.image_size, args.image_size), depth=args.depth)
     return 0

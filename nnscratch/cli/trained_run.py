@@ -31,5 +31,5 @@ def load_trained_run(args: argparse.Namespace) -> TrainedRun:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     checkpoint = load_checkpoint(args.checkpoint)
-    config, model, transform = restore_run(checkpoint)
+    config, model, transform = restore_run(checkpoint, args.batch_size)
     return TrainedRun(checkpoint, config, model, transform, dataset_split(config, args.split))

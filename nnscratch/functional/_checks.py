@@ -19,7 +19,8 @@ def check_float_array(op: str, name: str, x: object, layout: str | None = None) 
     """Return ``x`` if it is a float32/float64 ndarray whose rank matches ``layout``.
 
     ``layout`` is the expected axes as letters separated by commas, e.g. ``"N, C, H, W"``;
-    its length gives the required number of dimensions.
+    its length gives the required number of dimensions, and a leading ``N`` (a batch)
+    may not be 0.
     """
     if not isinstance(x, np.ndarray):
         raise InputDtypeError(f"{op}: expected {name} to be a numpy array, got {type(x).__name__}")
@@ -32,6 +33,8 @@ def check_float_array(op: str, name: str, x: object, layout: str | None = None) 
                 f"{op}: expected {name} of shape ({layout}) with {ndim} dimensions, "
                 f"got shape {x.shape}"
             )
+        if layout.startswith("N,") and x.shape[0] == 0:
+            raise InputShapeError(f"{op}: {name} is an empty batch (shape {x.shape}); pass N >= 1")
     return x
 
 

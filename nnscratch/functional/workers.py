@@ -51,12 +51,24 @@ if hasattr(os, "register_at_fork"):
 
 
 def num_workers() -> int:
-    """``NNSCRATCH_NUM_THREADS`` if set, else the number of cores this process may use."""
+    """``NNSCRATCH_NUM_THREADS`` if set, else the number of cores this process may use.
+
+    More workers than cores would only take turns on them, so a larger value is refused.
+    """
+    cores = _available_cores()
     value = os.environ.get("NNSCRATCH_NUM_THREADS", "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"NNSCRATCH_NUM_THREADS must be a positive integer, got {value!r}")
-        return int(value)
+    if not value:
+        return cores
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"NNSCRATCH_NUM_THREADS must be a positive integer, got {value!r}")
+    if int(value) > cores:
+        raise ValueError(
+            f"NNSCRATCH_NUM_THREADS={value} is more than the {cores} cores this process may use"
+        )
+    return int(value)
+
+
+def _available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

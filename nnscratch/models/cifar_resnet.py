@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.models.classifier import ImageClassifier
+from nnscratch.models.classifier import ImageClassifier, check_model_arguments
 from nnscratch.nn import init
 from nnscratch.nn.activation import ReLU
 from nnscratch.nn.basic_block import BasicBlock
@@ -48,8 +48,7 @@ class CifarResNet(ImageClassifier):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}")
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
+        check_model_arguments(num_classes, in_channels, width)
         n = (depth - 2) // 6
         rng = np.random.default_rng(seed)
         widths = [max(1, round(c * width)) for c in (16, 32, 64)]

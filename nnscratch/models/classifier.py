@@ -8,11 +8,22 @@ learning.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nnscratch.nn.grad_mode import no_grad
 from nnscratch.nn.linear import Linear
 from nnscratch.nn.module import Module, trace_calls
+
+
+def check_model_arguments(num_classes: int, in_channels: int, width: float) -> None:
+    """Refuse sizes no network can have, naming the argument."""
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a finite number above 0, got {width!r}")
 
 
 class ImageClassifier(Module):
@@ -79,6 +90,8 @@ class ImageClassifier(Module):
         Returns rows ``{"name", "type", "output_shape", "params"}`` for modules at most
         ``depth`` levels deep and prints them as a table (to ``file`` if given, else stdout).
         """
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
         names = {id(m): name for name, m in self.named_modules()}
         dtype = next(iter(self.parameters())).dtype
         was_training = self.training

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.models.classifier import ImageClassifier
+from nnscratch.models.classifier import ImageClassifier, check_model_arguments
 from nnscratch.nn import init
 from nnscratch.nn.activation import ReLU
 from nnscratch.nn.basic_block import BasicBlock
@@ -54,8 +54,7 @@ class ResNet(ImageClassifier):
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose one of {', '.join(STEMS)}")
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
+        check_model_arguments(num_classes, in_channels, width)
         rng = np.random.default_rng(seed)
         widths = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
         self.stem = stem

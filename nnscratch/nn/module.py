@@ -221,17 +221,22 @@ class Module:
         """Copy values into this module's parameters and buffers (cast to their dtype).
 
         With ``strict=True`` every key must match; ``num_batches_tracked`` may be absent.
-        Mis-shaped values are always an error. All problems are reported together in
-        one ``ValueError`` that names the keys, and then nothing is changed.
+        Mis-shaped values and values that are not real numbers (text, complex) are always
+        errors. All problems are reported together in one ``ValueError`` that names the
+        keys, and then nothing is changed.
         """
         own = self._state_arrays()
         missing = [k for k in own if k not in state_dict and not k.endswith(_OPTIONAL_KEY_SUFFIX)]
         unexpected = [k for k in state_dict if k not in own]
+        values = {k: np.asarray(v) for k, v in state_dict.items() if k in own}
         mismatched = [
-            f"{k}: checkpoint {tuple(np.shape(v))} vs model {own[k].shape}"
-            for k, v in state_dict.items()
-            if k in own and tuple(np.shape(v)) != own[k].shape
+            f"{k}: checkpoint {v.shape} vs model {own[k].shape}"
+            for k, v in values.items()
+            if v.shape != own[k].shape
         ]
+        # bool, integers and floats cast safely to the model's float (or integer) arrays;
+        # text, objects and complex numbers (whose imaginary part would be dropped) do not.
+        wrong_kind = [f"{k}: dtype {v.dtype}" for k, v in values.items() if v.dtype.kind not in "biuf"]
         problems = []
         if strict and missing:
             problems.append(f"missing keys: {', '.join(missing)}")
@@ -239,13 +244,14 @@ class Module:
             problems.append(f"unexpected keys: {', '.join(unexpected)}")
         if mismatched:
             problems.append(f"shape mismatch: {'; '.join(mismatched)}")
+        if wrong_kind:
+            problems.append(f"not real numbers: {'; '.join(wrong_kind)}")
         if problems:
             raise ValueError(
                 f"cannot load state dict into {type(self).__name__}: " + " | ".join(problems)
             )
-        for key, value in state_dict.items():
-            if key in own:
-                np.copyto(own[key], np.asarray(value), casting="unsafe")
+        for key, value in values.items():
+            np.copyto(own[key], value, casting="unsafe")
         return IncompatibleKeys(missing, unexpected)
 
     # ----------------------------------------------------------------- printing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ class TrainConfig:
     jitter: float = 0.0
     # run
     seed: int = 0
-    out_dir: str = "runs/train"
+    out_dir: str | None = None  # None: a new runs/train-<date>-<time>
     prefetch: bool = True
 
     def __post_init__(self) -> None:
@@ -67,22 +68,32 @@ class TrainConfig:
             )
         if self.schedule not in SCHEDULES:
             problems.append(f"unknown schedule {self.schedule!r} (choose {', '.join(SCHEDULES)})")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.lr is not None and self.lr <= 0:
-            problems.append(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.val_fraction < 1:
-            problems.append(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.init not in CONV_INITS:
             problems.append(f"unknown init {self.init!r} (choose {', '.join(CONV_INITS)})")
-        if self.width <= 0:
-            problems.append(f"width must be positive, got {self.width}")
-        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
-            problems.append(f"warmup_epochs must lie in [0, epochs), got {self.warmup_epochs}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("crop", 0),
+                          ("image_size", 1), ("step_size", 1)):  # fmt: skip
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                problems.append(f"{_option(name)} must be an integer of at least {low}, got {value!r}")
         for name in ("n_train", "n_test"):
-            if getattr(self, name) is not None and getattr(self, name) < 10:
-                problems.append(f"{name} must be at least 10, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 10):
+                problems.append(f"{_option(name)} must be at least 10, got {value!r}")
+        for name, check, wanted in (
+            ("lr", lambda v: v is None or v > 0, "above 0"),
+            ("width", lambda v: v > 0, "above 0"),
+            ("momentum", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("weight_decay", lambda v: v >= 0, "of at least 0"),
+            ("gamma", lambda v: v > 0, "above 0"),
+            ("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("jitter", lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("val_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("warmup_epochs", lambda v: 0 <= v < self.epochs, "in [0, epochs)"),
+        ):
+            value = getattr(self, name)
+            finite = value is None or (isinstance(value, (int, float)) and math.isfinite(value))
+            if not (finite and check(value)):
+                problems.append(f"{_option(name)} must be a finite number {wanted}, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -98,3 +109,8 @@ class TrainConfig:
         """Rebuild from :meth:`to_dict` output, ignoring keys this version does not know."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _option(field_name: str) -> str:
+    """A config field with the command-line option that sets it: ``lr (--lr)``."""
+    return f"{field_name} (--{field_name.replace('_', '-')})"

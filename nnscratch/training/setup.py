@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nnscratch import data, models, optim
 from nnscratch.models.classifier import ImageClassifier
+from nnscratch.training import memory
 from nnscratch.training.checkpoint import load_weights
 from nnscratch.training.config import TrainConfig
 
@@ -57,18 +59,45 @@ def eval_transform(mean, std) -> data.Pipeline:
     return data.Pipeline.from_options(mean, std)
 
 
+def model_kwargs(config: TrainConfig, num_classes: int, in_channels: int) -> dict[str, Any]:
+    """The constructor arguments of the config's model."""
+    kwargs = {"num_classes": num_classes, "in_channels": in_channels, "width": config.width,
+              "residual": not config.plain, "batch_norm": config.batch_norm,
+              "init_scheme": config.init, "seed": config.seed}  # fmt: skip
+    if models.supports_stem(config.model):
+        kwargs["stem"] = config.stem
+    return kwargs
+
+
+def expected_image_shape(config: TrainConfig) -> tuple[int, int, int]:
+    """(C, H, W) of the config's dataset, known before any file is read."""
+    if config.dataset == "fashion_mnist":
+        side = config.pad_to or 28
+        return (1, side, side)
+    if config.dataset == "folder":
+        return (3, config.image_size, config.image_size)
+    return (3, 32, 32)
+
+
+def check_training_fits(config: TrainConfig) -> None:
+    """Refuse, before anything large is allocated, a run that cannot fit in memory."""
+    shape = expected_image_shape(config)
+    sizes = memory.footprint(config.model, shape, **model_kwargs(config, 10, shape[0]))
+    memory.check_fits(
+        sizes.training_bytes(config.batch_size),
+        f"training {config.model} at width {config.width:g} ({sizes.parameters:,} parameters) "
+        f"on batches of {config.batch_size} images of {'x'.join(map(str, shape))}",
+        "lower --width, --batch-size or --image-size",
+    )
+
+
 def build_model(config: TrainConfig, num_classes: int, in_channels: int) -> ImageClassifier:
     """The model named in the config; with ``init_from`` its weights are loaded first.
 
     A head of another size (ImageNet weights, another dataset) is replaced by a fresh
     one; every other tensor must match, or the error names the keys that do not.
     """
-    kwargs = {"num_classes": num_classes, "in_channels": in_channels, "width": config.width,
-              "residual": not config.plain, "batch_norm": config.batch_norm,
-              "init_scheme": config.init, "seed": config.seed}  # fmt: skip
-    if models.supports_stem(config.model):
-        kwargs["stem"] = config.stem
-    model = models.create(config.model, **kwargs)
+    model = models.create(config.model, **model_kwargs(config, num_classes, in_channels))
     if config.init_from:
         state = load_weights(config.init_from)
         if "fc.weight" in state and state["fc.weight"].shape != model.fc.weight.shape:
@@ -119,12 +148,32 @@ def build_schedule(
     return after
 
 
-def restore_run(checkpoint: dict) -> tuple[TrainConfig, ImageClassifier, data.Pipeline]:
-    """The config, the trained model (eval mode) and the evaluation transform of a checkpoint."""
+def restore_run(
+    checkpoint: dict, batch_size: int = 256
+) -> tuple[TrainConfig, ImageClassifier, data.Pipeline]:
+    """The config, the trained model (eval mode) and the evaluation transform of a checkpoint.
+
+    The model the config describes is sized first: a config that asks for more
+    parameters than the file holds weights for, or for more memory than there is to
+    run batches of ``batch_size``, is refused before the model is built.
+    """
     config = TrainConfig.from_dict(checkpoint["config"])
-    channels = checkpoint["image_shape"][0]
-    model = build_model(dataclasses.replace(config, init_from=None, freeze_backbone=False),
-                        len(checkpoint["classes"]), channels)  # fmt: skip
+    shape = tuple(checkpoint["image_shape"])
+    config = dataclasses.replace(config, init_from=None, freeze_backbone=False)
+    kwargs = model_kwargs(config, len(checkpoint["classes"]), shape[0])
+    sizes = memory.footprint(config.model, shape, **kwargs)
+    held = sum(np.size(value) for value in checkpoint["model"].values())
+    if sizes.parameters > held:
+        raise ValueError(
+            f"the checkpoint's config describes {config.model} at width {config.width:g} with "
+            f"{sizes.parameters:,} parameters, but it holds only {held:,} values"
+        )
+    memory.check_fits(
+        sizes.inference_bytes(batch_size),
+        f"{config.model} on batches of {batch_size} images of {'x'.join(map(str, shape))}",
+        "lower --batch-size",
+    )
+    model = build_model(config, len(checkpoint["classes"]), shape[0])
     model.load_state_dict(checkpoint["model"])
     norm = checkpoint["normalization"]
     return config, model.eval(), eval_transform(norm["mean"], norm["std"])

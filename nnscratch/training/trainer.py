@@ -32,6 +32,12 @@ from nnscratch.training.checkpoint import load_checkpoint, save_checkpoint
 from nnscratch.training.config import TrainConfig
 from nnscratch.training.evaluation import evaluate
 from nnscratch.training.metrics import MetricsLog, confusion_matrix, per_class_accuracy
+from nnscratch.training.run_dir import (
+    check_output_dir,
+    create_output_dir,
+    lock_run_dir,
+    resolve_resume,
+)
 from nnscratch.utils.atomic import atomic_write
 
 
@@ -67,22 +73,34 @@ def train(
     config: TrainConfig | None = None,
     *,
     resume: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run (or, with ``resume`` = a run directory or checkpoint, continue) a training run.
+    """Run (or, with ``resume`` = a run directory or its ``last.npz``, continue) a training run.
 
-    Returns the run summary (also written to ``summary.json`` in the output directory).
+    A new run writes into ``config.out_dir`` (which must not hold a run yet) or, if that
+    is ``None``, into a new ``runs/train-<date>-<time>``; a resumed run writes into the
+    directory it is resumed from, with its saved config; ``overrides`` may change the
+    options that do not alter its numbers (``data_dir``, ``download``, ``prefetch``).
+    Returns the run summary (also ``summary.json``).
     """
-    checkpoint = None
+    checkpoint, run_dir = None, None
     if resume is not None:
-        path = Path(resume)
-        path = path / "last.npz" if path.is_dir() else path
+        run_dir, path = resolve_resume(resume)
         checkpoint = load_checkpoint(path)
-        config = TrainConfig.from_dict(checkpoint["config"])
+        config = dataclasses.replace(
+            TrainConfig.from_dict(checkpoint["config"]), **(overrides or {}), out_dir=str(run_dir)
+        )
+        done = checkpoint["progress"]["epoch"] >= config.epochs
+        if done and (run_dir / "summary.json").is_file():
+            raise ValueError(f"{run_dir} finished all {config.epochs} epochs; nothing to resume")
         log(f"resuming {path} at epoch {checkpoint['progress']['epoch'] + 1}, "
             f"batch {checkpoint['progress']['batch']}")  # fmt: skip
     config = config or TrainConfig()
+    if run_dir is None and config.out_dir is not None:
+        check_output_dir(config.out_dir)  # before minutes of data loading
+    setup.check_training_fits(config)
     splits = setup.build_data(config)
     image_shape = splits.train.images.shape[1:]
     build_config = dataclasses.replace(config, init_from=None) if checkpoint else config
@@ -95,19 +113,8 @@ def train(
     schedule = setup.build_schedule(config, optimizer, len(loader))
     eval_transform = setup.eval_transform(splits.mean, splits.std)
     criterion = CrossEntropyLoss(config.label_smoothing)
-    out = Path(config.out_dir)  # created only once data, model and loader are in place
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / "config.json", "w") as f:
-        json.dump(config.to_dict(), f, indent=1)
 
-    progress_state = {
-        "epoch": 0,
-        "batch": 0,
-        "loss_sum": 0.0,
-        "correct": 0,
-        "seen": 0,
-        "seconds": 0.0,
-    }
+    progress_state = _fresh_progress(epoch=0)
     history: list[dict[str, Any]] = []
     best_val = -1.0
     if checkpoint is not None:
@@ -123,8 +130,15 @@ def train(
             f"{len(splits.train)} train / {len(splits.val) if splits.val else 0} val / "
             f"{len(splits.test)} test images {'x'.join(map(str, image_shape))}, "
             f"{config.epochs} epochs of {len(loader)} batches of {config.batch_size}")  # fmt: skip
-    with _stop_on_ctrl_c() as stop_requested:  # metrics.csv appears once Ctrl-C is handled
-        metrics = MetricsLog(out, history)
+    # The directory is created only once data, model and loader are in place.
+    out = run_dir if run_dir is not None else create_output_dir(config.out_dir)
+    with lock_run_dir(out), _stop_on_ctrl_c() as stop_requested:
+        if run_dir is None:
+            check_output_dir(out)  # again, under the lock: no other run took it meanwhile
+            config = dataclasses.replace(config, out_dir=str(out))
+        with atomic_write(out / "config.json", "w") as f:
+            json.dump(config.to_dict(), f, indent=1)
+        metrics = MetricsLog(out, history)  # metrics.csv appears once Ctrl-C is handled
 
         def snapshot() -> dict[str, Any]:
             return {
@@ -139,6 +153,12 @@ def train(
                 "normalization": {"mean": splits.mean.tolist(), "std": splits.std.tolist()},
                 "image_shape": list(image_shape),
             }
+
+        def stop_if_requested(where: str) -> None:
+            if stop_requested.is_set():
+                log(f"interrupted {where}: saved {out / 'last.npz'}; continue with "
+                    f"`nnscratch train --resume {out}`")  # fmt: skip
+                raise TrainingInterrupted
 
         for epoch in range(progress_state["epoch"], config.epochs):
             loader.set_epoch(epoch)
@@ -156,8 +176,8 @@ def train(
                     bar.close()
                     raise TrainingDiverged(
                         f"loss became {loss} at epoch {epoch + 1}, batch {i + 1} "
-                        f"(lr {optimizer.param_groups[0]['lr']:.3g}); the last good checkpoint is "
-                        f"{out / 'last.npz'}; try a lower --lr or more --warmup-epochs"
+                        f"(lr {optimizer.param_groups[0]['lr']:.3g}); "
+                        f"{_last_good(out)}; try a lower --lr or more --warmup-epochs"
                     )
                 model.backward(criterion.backward())
                 optimizer.step()
@@ -177,10 +197,8 @@ def train(
                 )
                 if stop_requested.is_set():
                     bar.close()
-                    save_checkpoint(out / "last.npz", snapshot())
-                    log(f"interrupted: saved {out / 'last.npz'}; continue with "
-                        f"`nnscratch train --resume {out}`")  # fmt: skip
-                    raise TrainingInterrupted
+                    _save(out / "last.npz", snapshot())
+                    stop_if_requested(f"in epoch {epoch + 1}")
             bar.close()
             train_seconds = progress_state["seconds"]
             val = evaluate(model, splits.val, eval_transform) if splits.val else None
@@ -196,8 +214,8 @@ def train(
             }
             if val is not None and not math.isfinite(val.loss):
                 raise TrainingDiverged(
-                    f"validation loss became {val.loss} after epoch {epoch + 1}; the last good "
-                    f"checkpoint is {out / 'last.npz'}; try a lower --lr"
+                    f"validation loss became {val.loss} after epoch {epoch + 1}; "
+                    f"{_last_good(out)}; try a lower --lr"
                 )
             metrics.append(row)
             log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} "
@@ -207,20 +225,45 @@ def train(
             improved = val is None or val.accuracy > best_val
             if val is not None:
                 best_val = max(best_val, val.accuracy)
-            progress_state = {"epoch": epoch + 1, "batch": 0, "loss_sum": 0.0, "correct": 0,
-                              "seen": 0, "seconds": 0.0}  # fmt: skip
+            progress_state = _fresh_progress(epoch=epoch + 1)
             state = snapshot()
-            save_checkpoint(out / "last.npz", state)
+            _save(out / "last.npz", state)
             if improved:
-                save_checkpoint(out / "best.npz", state)
+                _save(out / "best.npz", state)
+            stop_if_requested(f"after epoch {epoch + 1}")  # Ctrl-C during validation
 
-    return _finish(out, model, splits, eval_transform, metrics.rows, best_val, log)
+        return _finish(out, model, splits, eval_transform, metrics.rows, best_val, log,
+                       lambda: stop_if_requested("before the final test"))  # fmt: skip
 
 
-def _finish(out, model, splits, eval_transform, history, best_val, log) -> dict[str, Any]:
+def _fresh_progress(epoch: int) -> dict[str, Any]:
+    """Progress at the start of ``epoch`` (0-based): no batch seen yet."""
+    return {"epoch": epoch, "batch": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+
+
+def _last_good(out: Path) -> str:
+    """Where the last good checkpoint is, for a message about a diverged run."""
+    if (out / "last.npz").is_file():
+        return f"the last good checkpoint is {out / 'last.npz'}"
+    return "no checkpoint was saved yet (it diverged in the first epoch)"
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    """Write a checkpoint; a failed write (full disk) leaves the previous one intact and says so."""
+    try:
+        save_checkpoint(path, state)
+    except OSError as error:
+        kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+        raise OSError(
+            error.errno, f"cannot write {path} ({error.strerror or error}); {kept}"
+        ) from error
+
+
+def _finish(out, model, splits, eval_transform, history, best_val, log, stop_if_requested):
     """Test the best validation model; write plots and ``summary.json``."""
     model.load_state_dict(load_checkpoint(out / "best.npz")["model"])
     test = evaluate(model, splits.test, eval_transform)
+    stop_if_requested()
     counts = confusion_matrix(test.labels, test.predictions, len(splits.classes))
     per_class = per_class_accuracy(counts)
     plot.history_figure(history, out / "curves.png")
