@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from nnscratch import plot
 from nnscratch.cli.budget import add_budget_arguments, budget_kwargs
 from nnscratch.experiments import common
 from nnscratch.experiments.degradation import degradation
+from nnscratch.training.run_dir import check_output_dir, create_output_dir
 
 EXAMPLES = """examples:
   nnscratch degradation                               # ResNet-20 and -56, plain and residual
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=50,
                    help="measure the test split every this many steps, 0 = only at the end (default 50)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
-    p.add_argument("--out", help="output directory (default runs/degradation-<date>-<time>)")
+    p.add_argument("--out", help="output directory (default runs/degradation-<date>-<time>, made unique)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -48,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
     budget = budget_kwargs(args)
     if args.eval_every < 0:
         raise ValueError(f"--eval-every must be >= 0, got {args.eval_every}")
-    out = Path(args.out or time.strftime("runs/degradation-%Y%m%d-%H%M%S"))
+    if args.out:
+        check_output_dir(args.out)  # before the experiment, not after it
     result = degradation(args.depths, **budget, crop=args.crop, flip=not args.no_flip,
                          eval_every=args.eval_every, seed=args.seed,
                          progress=not args.no_progress, log=print)  # fmt: skip
+    out = create_output_dir(args.out, "degradation")  # None: a new runs/degradation-<date>-<time>
     write(result, out)
     print(f"wrote {out}")
     return 0

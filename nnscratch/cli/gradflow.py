@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from nnscratch import plot
@@ -15,6 +14,7 @@ from nnscratch.experiments.gradflow import (
     format_table,
     regimes,
 )
+from nnscratch.training.run_dir import check_output_dir, create_output_dir
 
 EXAMPLES = """examples:
   nnscratch gradflow                                  # ResNet-20/56/110 x three regimes
@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the weights and the batch (default 0)"
     )
-    p.add_argument("--out", help="output directory (default runs/gradflow-<date>-<time>)")
+    p.add_argument("--out", help="output directory (default runs/gradflow-<date>-<time>, made unique)")
     p.set_defaults(run=run)
 
 
@@ -85,12 +85,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
-    out = Path(args.out or time.strftime("runs/gradflow-%Y%m%d-%H%M%S"))
+    if args.out:
+        check_output_dir(args.out)  # before the experiment, not after it
     result = regimes(args.models, args.regimes, activation=args.activation, width=args.width,
                      batch_size=args.batch_size, labels=args.labels, dataset=args.dataset,
                      data_dir=args.data_dir, steps=args.steps, lr=args.lr, dtype=args.dtype,
                      seed=args.seed)  # fmt: skip
     print(format_table(result["table"]))
+    out = create_output_dir(args.out, "gradflow")  # None: a new runs/gradflow-<date>-<time>
     write(result, out)
     print(f"wrote {out}")
     return 0

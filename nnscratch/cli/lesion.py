@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from nnscratch import plot
@@ -11,6 +10,7 @@ from nnscratch.cli.budget import add_budget_arguments, budget_kwargs
 from nnscratch.experiments import common
 from nnscratch.experiments.lesion import lesion, lesion_study, summary_line
 from nnscratch.training import load_checkpoint
+from nnscratch.training.run_dir import check_output_dir, create_output_dir
 from nnscratch.training.setup import dataset_split, restore_run
 
 EXAMPLES = """examples:
@@ -39,13 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model to train: resnet20, resnet56, resnet18, resnet<6n+2> ... (default resnet20)")  # fmt: skip
     add_budget_arguments(p, steps=600, schedule="cosine")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
-    p.add_argument("--out", help="output directory (default runs/lesion-<date>-<time>)")
+    p.add_argument("--out", help="output directory (default runs/lesion-<date>-<time>, made unique)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out or time.strftime("runs/lesion-%Y%m%d-%H%M%S"))
+    if args.out:
+        check_output_dir(args.out)  # before the experiment, not after it
     if args.checkpoint:
         checkpoint = load_checkpoint(args.checkpoint)
         config, model, transform = restore_run(checkpoint)
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         common.check_model_name(args.model)
         result = lesion_study(args.model, **budget_kwargs(args), seed=args.seed,
                               progress=not args.no_progress, log=print)  # fmt: skip
+    out = create_output_dir(args.out, "lesion")  # None: a new runs/lesion-<date>-<time>
     write(result, out)
     print(f"wrote {out}")
     return 0
