@@ -306,3 +306,33 @@ def test_the_cli_runs_as_a_module_with_one_line_errors():
     done = subprocess.run([sys.executable, "-m", "nnscratch", "train", "--seed", "-1"],
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--seed" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["lesion", "--out", "OUT", "--checkpoint"]])
+@pytest.mark.parametrize("meta", ["[1, 2]", "[" * 100_000 + "]" * 100_000])
+def test_a_checkpoint_with_malformed_metadata_is_one_line(command, meta, tmp_path, capsys):
+    """Metadata that is a list (AttributeError before) or nested 100k deep (RecursionError)."""
+    from nnscratch import io as nnio
+
+    path = tmp_path / "bad.npz"
+    entry = np.frombuffer(meta.encode(), dtype=np.uint8)
+    nnio.save({"model/fc.bias": np.zeros(2, np.float32), "checkpoint.json": entry}, path)
+    argv = [str(tmp_path / "out") if arg == "OUT" else arg for arg in command]
+    assert main([*argv, str(path)]) == 2
+    one_error_line(capsys, "bad.npz")
+
+
+def test_an_offline_download_is_one_line(tmp_path, monkeypatch, capsys):
+    """No network: the mirror is a closed port on 127.0.0.1."""
+    monkeypatch.setenv("NNSCRATCH_MIRROR", "http://127.0.0.1:9")
+    argv = ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "empty")]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    one_error_line(capsys, "cifar-10-python.tar.gz", "nothing was written")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_empty_batch_is_a_clear_error():
+    from nnscratch import nn
+
+    with pytest.raises(ValueError, match=r"conv2d: x is an empty batch \(shape \(0, 3, 8, 8\)\)"):
+        nn.Conv2d(3, 4, 3, padding=1)(np.zeros((0, 3, 8, 8), np.float32))
