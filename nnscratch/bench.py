@@ -593,7 +593,7 @@ class _NnRunner:
         import numba
         import numpy as np
 
-        from nnscratch.functional.workers import num_workers
+        from nnscratch.functional.fast.workers import num_workers
 
         info = {
             "framework": "nnscratch",

@@ -7,7 +7,7 @@ from conftest import readonly
 
 import nnscratch.functional as F
 from nnscratch.functional import conv
-from nnscratch.functional import workers as worker_pool
+from nnscratch.functional.fast import workers as worker_pool
 
 
 def conv_case(rng, N, C_in, H, W, C_out, k, dtype=np.float64):

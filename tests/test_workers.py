@@ -10,7 +10,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import nnscratch.functional as F
-from nnscratch.functional import workers
+from nnscratch.functional.fast import workers
 
 BIG = workers.MIN_SPLIT_SIZE  # large enough to be split
 

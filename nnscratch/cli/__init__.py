@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from nnscratch.functional.workers import num_workers
+from nnscratch.functional.fast.workers import num_workers
 from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
 

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from nnscratch.functional._checks import check_float_array, require_cache
-from nnscratch.functional.workers import map_shares
+from nnscratch.functional.fast.workers import map_shares
 
 
 def _relu(x, y):

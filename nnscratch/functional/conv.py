@@ -37,7 +37,7 @@ from nnscratch.functional._checks import (
     pair,
     require_cache,
 )
-from nnscratch.functional.workers import map_shares
+from nnscratch.functional.fast.workers import map_shares
 
 # Bytes of im2col columns built at once, per worker thread: about one core's L2 cache,
 # still GEMMs of hundreds to thousands of columns. (With both cores at work, 16 MB chunks

@@ -31,7 +31,7 @@ from nnscratch.functional._checks import (
     check_same_dtype,
     require_cache,
 )
-from nnscratch.functional.workers import map_shares
+from nnscratch.functional.fast.workers import map_shares
 
 
 class BatchNormCache(NamedTuple):

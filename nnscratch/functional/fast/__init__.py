@@ -1,0 +1,1 @@
+"""The fast tier: the same ops as ``nnscratch.functional``, as numba kernels split across cores."""
