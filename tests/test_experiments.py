@@ -14,7 +14,7 @@ from nnscratch.gradcheck import check_module
 from nnscratch.nn import BasicBlock, ReLU
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh
 from nnscratch.training import TrainConfig, setup, train
-from nnscratch.utils.norms import frobenius_norm
+from nnscratch.utils.frobenius_norm import frobenius_norm
 
 TINY = dict(width=0.25, batch_size=8)  # 4/8/16 channels, 8 images: fast, same facts
 

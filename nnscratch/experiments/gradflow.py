@@ -22,7 +22,7 @@ gradients, grow with depth under He init).
 The pass runs in float64 by default, so that tiny gradients are real numbers rather
 than float32 rounding or underflow (float32 entries below 1.4e-45 become 0: the first
 convs of the plain ResNet-110 with PyTorch's init). Norms are taken in float64 with
-scaling (:func:`~nnscratch.utils.norms.frobenius_norm`): ``np.linalg.norm`` of a float32
+scaling (:func:`~nnscratch.utils.frobenius_norm.frobenius_norm`): ``np.linalg.norm`` of a float32
 array squares in float32 and reads 0 for entries below about 1e-19, which is not a
 property of the network. The blocks' own ledger uses the same norm.
 """
@@ -45,7 +45,7 @@ from nnscratch.experiments.common import (
     weighted_depth,
 )
 from nnscratch.nn.loss import CrossEntropyLoss
-from nnscratch.utils.norms import frobenius_norm as norm
+from nnscratch.utils.frobenius_norm import frobenius_norm
 
 # name -> the switches that define the regime, and a label for tables and figures.
 REGIMES: dict[str, dict[str, Any]] = {
@@ -120,8 +120,8 @@ def gradient_flow(
             block.grad_ledger = None
 
     convs = [
-        {"name": name, "grad_norm": norm(conv.weight.grad),
-         "weight_norm": norm(conv.weight.data), "shortcut": shortcut}
+        {"name": name, "grad_norm": frobenius_norm(conv.weight.grad),
+         "weight_norm": frobenius_norm(conv.weight.data), "shortcut": shortcut}
         for name, conv, shortcut in conv_layers(net)
     ]  # fmt: skip
     block_rows = [
@@ -137,7 +137,7 @@ def gradient_flow(
         "config": config,
         "depth": weighted_depth(net),
         "loss": float(loss),
-        "input_grad_norm": norm(dx),
+        "input_grad_norm": frobenius_norm(dx),
         "convs": convs,
         "blocks": block_rows,
         "first_grad_norm": first,

@@ -12,7 +12,7 @@ import numpy as np
 
 from nnscratch.nn.module import Module
 from nnscratch.nn.shortcut import ZeroPadShortcut, projection
-from nnscratch.utils.norms import frobenius_norm
+from nnscratch.utils.frobenius_norm import frobenius_norm
 
 SHORTCUTS = ("projection", "zero_pad")
 

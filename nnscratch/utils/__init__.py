@@ -1,1 +1,2 @@
-"""Small helpers shared by io and data: atomic file writes and a restricted unpickler."""
+"""Small helpers shared by the other packages: atomic file writes, a restricted unpickler
+and an underflow-free Frobenius norm."""
