@@ -13,7 +13,7 @@ from nnscratch.experiments.lesion import BranchRemoved
 from nnscratch.gradcheck import check_module
 from nnscratch.nn import BasicBlock, ReLU
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh
-from nnscratch.training import TrainConfig, setup, train
+from nnscratch.training import TrainConfig, builders, train
 from nnscratch.utils.frobenius_norm import frobenius_norm
 
 TINY = dict(width=0.25, batch_size=8)  # 4/8/16 channels, 8 images: fast, same facts
@@ -155,7 +155,7 @@ def test_lesion_one_entry_per_block_and_model_restored():
     model = experiments.build_model("resnet8", width=0.25, seed=0)
     experiments.train_steps(model, splits, steps=2, batch_size=16, final_eval=False)
     before = [type(m).__name__ for m in model.modules()]
-    transform = setup.eval_transform(splits.mean, splits.std)
+    transform = builders.eval_transform(splits.mean, splits.std)
     result = experiments.lesion(model, splits.test, transform)
     assert [r["name"] for r in result["blocks"]] == ["layer1.0", "layer2.0", "layer3.0"]
     assert [r["method"] for r in result["blocks"]] == ["identity", "shortcut", "shortcut"]

@@ -162,10 +162,10 @@ def test_a_run_without_batch_norm_and_its_checkpoint_keep_the_model_options(tmp_
 
 
 def test_init_schemes_draw_different_weights():
-    from nnscratch.training import setup
+    from nnscratch.training import builders
 
     def first_conv(init):
-        return setup.build_model(TrainConfig(**TINY, init=init), 10, 3).conv1.weight.data
+        return builders.build_model(TrainConfig(**TINY, init=init), 10, 3).conv1.weight.data
 
     spreads = {init: first_conv(init).std() for init in ("he", "xavier", "torch")}
     assert spreads["torch"] < spreads["xavier"] < spreads["he"]  # 1/(3 fan_in) < ... < 2/fan_out

@@ -10,8 +10,8 @@ from nnscratch.cli.budget import add_budget_arguments, budget_kwargs
 from nnscratch.experiments import common
 from nnscratch.experiments.lesion import lesion, lesion_study, summary_line
 from nnscratch.training import load_checkpoint
+from nnscratch.training.builders import dataset_split, restore_run
 from nnscratch.training.run_dir import check_output_dir, create_output_dir
-from nnscratch.training.setup import dataset_split, restore_run
 
 EXAMPLES = """examples:
   nnscratch lesion                                    # train ResNet-20 and its plain twin, lesion both

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from nnscratch.data import ArrayDataset, Pipeline
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.training import TrainConfig, load_checkpoint
-from nnscratch.training.setup import dataset_split, restore_run
+from nnscratch.training.builders import dataset_split, restore_run
 
 
 class TrainedRun(NamedTuple):

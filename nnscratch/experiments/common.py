@@ -29,7 +29,7 @@ from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.nn.module import Module
 from nnscratch.nn.residual import ResidualBlock
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh
-from nnscratch.training import setup
+from nnscratch.training import builders
 from nnscratch.training.config import TrainConfig
 from nnscratch.training.evaluation import evaluate
 from nnscratch.utils.atomic import atomic_write
@@ -167,11 +167,11 @@ def load_splits(
     n_train: int | None = None,
     n_test: int | None = None,
     seed: int = 0,
-) -> setup.DataSplits:
+) -> builders.DataSplits:
     """Train and test splits (no validation split) with train's channel statistics."""
     config = TrainConfig(dataset=dataset, data_dir=data_dir, download=dataset != "synthetic",
                          n_train=n_train, n_test=n_test, val_fraction=0.0, seed=seed)  # fmt: skip
-    return setup.build_data(config)
+    return builders.build_data(config)
 
 
 def fixed_batch(
@@ -212,7 +212,7 @@ def fixed_batch(
 
 def train_steps(
     model: ImageClassifier,
-    splits: setup.DataSplits,
+    splits: builders.DataSplits,
     *,
     steps: int,
     batch_size: int = 128,
@@ -230,7 +230,7 @@ def train_steps(
 ) -> dict[str, Any]:
     """Train ``model`` in place for ``steps`` SGD steps; return its learning curves.
 
-    The pieces are the trainer's (``training.setup``: optimizer with undecayed BN and
+    The pieces are the trainer's (``training.builders``: optimizer with undecayed BN and
     biases, schedule, augmentation, normalisation by the train split's statistics), with
     a schedule stepped per batch over the whole budget. The test split is measured
     (eval mode) every ``eval_every`` steps and, if ``final_eval``, at the end. Training
@@ -246,13 +246,13 @@ def train_steps(
     config = TrainConfig(epochs=1, batch_size=batch_size, optimizer="sgd", lr=lr,
                          momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          crop=crop, flip=flip, seed=seed)  # fmt: skip
-    optimizer = setup.build_optimizer(config, model)
+    optimizer = builders.build_optimizer(config, model)
     # One "epoch" of ``steps`` batches: build_schedule then spans exactly the budget.
-    scheduler = setup.build_schedule(config, optimizer, steps)
+    scheduler = builders.build_schedule(config, optimizer, steps)
     loader = data.BatchLoader(splits.train, batch_size, shuffle=True, seed=seed, drop_last=True,
-                              transform=setup.train_transform(config, splits.mean, splits.std),
+                              transform=builders.train_transform(config, splits.mean, splits.std),
                               prefetch=True)  # fmt: skip
-    test_transform = setup.eval_transform(splits.mean, splits.std)
+    test_transform = builders.eval_transform(splits.mean, splits.std)
     dtype = next(iter(model.parameters())).dtype
     criterion = CrossEntropyLoss()
     curves: dict[str, Any] = {"step": [], "train_loss": [], "train_error": [], "eval": [],

@@ -33,7 +33,7 @@ from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.module import Module
 from nnscratch.nn.residual import ResidualBlock
 from nnscratch.nn.shortcut import ZeroPadShortcut
-from nnscratch.training import setup
+from nnscratch.training import builders
 from nnscratch.training.evaluation import evaluate
 
 
@@ -125,7 +125,7 @@ def lesion_study(
                   init=init, activation=activation, width=width, dataset=dataset,
                   n_train=n_train, n_test=n_test, seed=seed)  # fmt: skip
     splits = load_splits(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed)
-    transform = setup.eval_transform(splits.mean, splits.std)
+    transform = builders.eval_transform(splits.mean, splits.std)
     runs = []
     for residual in (True, False):
         label = f"{'residual' if residual else 'plain'} {model}"

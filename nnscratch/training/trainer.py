@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from nnscratch import data, plot
 from nnscratch.nn.loss import CrossEntropyLoss
-from nnscratch.training import setup
+from nnscratch.training import builders
 from nnscratch.training.checkpoint import load_checkpoint, save_checkpoint
 from nnscratch.training.config import TrainConfig
 from nnscratch.training.evaluation import evaluate
@@ -100,18 +100,18 @@ def train(
     config = config or TrainConfig()
     if run_dir is None and config.out_dir is not None:
         check_output_dir(config.out_dir)  # before minutes of data loading
-    setup.check_training_fits(config)
-    splits = setup.build_data(config)
+    builders.check_training_fits(config)
+    splits = builders.build_data(config)
     image_shape = splits.train.images.shape[1:]
     build_config = dataclasses.replace(config, init_from=None) if checkpoint else config
-    model = setup.build_model(build_config, splits.train.num_classes, image_shape[0])
-    optimizer = setup.build_optimizer(config, model)
+    model = builders.build_model(build_config, splits.train.num_classes, image_shape[0])
+    optimizer = builders.build_optimizer(config, model)
     loader = data.BatchLoader(
         splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
-        transform=setup.train_transform(config, splits.mean, splits.std), prefetch=config.prefetch,
+        transform=builders.train_transform(config, splits.mean, splits.std), prefetch=config.prefetch,
     )  # fmt: skip
-    schedule = setup.build_schedule(config, optimizer, len(loader))
-    eval_transform = setup.eval_transform(splits.mean, splits.std)
+    schedule = builders.build_schedule(config, optimizer, len(loader))
+    eval_transform = builders.eval_transform(splits.mean, splits.std)
     criterion = CrossEntropyLoss(config.label_smoothing)
 
     progress_state = _fresh_progress(epoch=0)

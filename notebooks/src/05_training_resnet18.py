@@ -28,7 +28,7 @@ from nnscratch import data, models, nn, optim, plot
 from nnscratch import functional as F
 from nnscratch.gradcheck import check_op
 from nnscratch.plot.figure import new_figure
-from nnscratch.training import TrainConfig, evaluate, load_checkpoint, setup, train
+from nnscratch.training import TrainConfig, builders, evaluate, load_checkpoint, train
 from nnscratch.training.metrics import confusion_matrix
 
 %matplotlib inline
@@ -181,7 +181,7 @@ plot.history_figure(history)
 
 # %%
 checkpoint = load_checkpoint(run_dir / "best.npz")
-_, best_model, eval_transform = setup.restore_run(checkpoint)
+_, best_model, eval_transform = builders.restore_run(checkpoint)
 result = evaluate(best_model, test_set, eval_transform)
 counts = confusion_matrix(result.labels, result.predictions, 10)
 print(f"test accuracy {result.accuracy:.1%} (chance: 10%)")

@@ -26,7 +26,7 @@ import numpy as np
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
 from nnscratch import data, models, nn, optim
 from nnscratch.plot.figure import new_figure
-from nnscratch.training import evaluate, extract_features, setup
+from nnscratch.training import builders, evaluate, extract_features
 
 %matplotlib inline
 
@@ -63,7 +63,7 @@ print("old classes:", old_train.classes, len(old_train), "train /", len(old_test
 print("new classes:", new_train.classes, len(new_train), "train /", len(new_test), "test")
 
 mean, std = data.channel_stats(old_train.images)
-transform = setup.eval_transform(mean, std)
+transform = builders.eval_transform(mean, std)
 loader = data.BatchLoader(old_train, 64, shuffle=True, seed=0, drop_last=True, prefetch=True,
                           transform=data.Pipeline.from_options(mean, std, crop=4, flip=True))
 model = models.resnet18(num_classes=5, stem="imagenet", width=WIDTH, seed=0)
