@@ -4,6 +4,8 @@ Only the structure is checked here: timings belong to the benchmark, not to test
 """
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -19,7 +21,7 @@ def tiny_result(tmp_path_factory) -> dict:
     import contextlib
 
     with open(out, "w") as f, contextlib.redirect_stdout(f):
-        assert bench.main(TINY) == 0
+        assert cli.main(["bench", *TINY]) == 0
     return json.loads(out.read_text())
 
 
@@ -84,12 +86,19 @@ def test_torch_twin_has_the_same_architecture():
 def test_unknown_model_exits_2_with_one_line(capsys):
     assert cli.main(["bench", "--model", "resnet7"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "unknown model 'resnet7'" in err[0]
-    assert bench.main(["--model", "resnet7"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("nnscratch bench: error: unknown model")
+    assert len(err) == 1 and err[0].startswith("nnscratch bench: error: unknown model 'resnet7'")
 
 
 def test_bad_numbers_exit_2(capsys):
     assert cli.main(["bench", "--batch-size", "0"]) == 2
     assert "--batch-size must be positive" in capsys.readouterr().err
+
+
+def test_the_package_loads_neither_numba_nor_torch():
+    """A worker imports nnscratch.bench first: the torch worker must never load numba."""
+    code = (
+        "import sys, nnscratch.bench, nnscratch.bench.worker; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numba', 'torch'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from nnscratch import bench
+from nnscratch.bench import BenchConfig, benchmark, config_from_args, format_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    d = BenchConfig()
     p = subparsers.add_parser(
         "bench",
         help="time a training step and inference (optionally against PyTorch)",
@@ -17,5 +20,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "step by layer type. --compare-torch runs the same architecture in PyTorch."
         ),
     )
-    bench.add_arguments(p)
-    p.set_defaults(run=bench.run)
+    p.add_argument("--model", default=d.model, help=f"model name (default {d.model})")
+    p.add_argument(
+        "--stem", choices=["cifar", "imagenet"], default=d.stem,
+        help="ResNet-18..152 only: 3x3 CIFAR stem or 7x7 + max-pool ImageNet stem (default cifar)",
+    )  # fmt: skip
+    p.add_argument("--width", type=float, default=d.width, help="channel multiplier (default 1)")
+    p.add_argument("--num-classes", type=int, default=d.num_classes, help="default 10")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default 64")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="height = width (32)")
+    p.add_argument("--in-channels", type=int, default=d.in_channels, help="default 3")
+    p.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype)
+    p.add_argument("--steps", type=int, default=d.steps, help="timed steps (median; default 10)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first (2)")
+    p.add_argument("--threads", type=int, default=d.threads, help="threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights and batch (0)")
+    p.add_argument(
+        "--blas-thread-timeout", type=int, default=None, metavar="N",
+        help="set OPENBLAS_THREAD_TIMEOUT=N in the workers: OpenBLAS's idle threads then "
+        "spin 2**N cycles (default 2**28) before sleeping (default: leave it unset)",
+    )  # fmt: skip
+    p.add_argument(
+        "--compare-torch", action="store_true",
+        help="also run the same model in PyTorch (if importable), alternating step by step",
+    )  # fmt: skip
+    p.add_argument("--no-breakdown", action="store_true", help="skip the per-layer breakdown")
+    p.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark from parsed options; print JSON or a table; return 0."""
+    config = config_from_args(args)
+    result = benchmark(config, progress=None if args.json else sys.stderr)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0

@@ -1,0 +1,156 @@
+"""The nnscratch side of a benchmark worker: a training step, an inference step, and the
+breakdown of a step by layer type."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from nnscratch.bench.config import BenchConfig
+from nnscratch.bench.probes import thread_pools, timed
+
+CATEGORIES = (
+    "conv_forward",
+    "conv_backward",
+    "batch_norm",
+    "relu",
+    "pooling",
+    "linear_loss",
+    "optimizer",
+    "other",
+)
+
+
+class NnRunner:
+    """nnscratch model, SGD, loss and a fixed random batch."""
+
+    def __init__(self, config: BenchConfig):
+        import numpy as np
+
+        from nnscratch import models, nn, optim
+
+        self.np, self.nn = np, nn
+        self.config = config
+        self.model = models.create(config.model, **config.model_kwargs()).to(config.dtype)
+        self.optimizer = optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        self.criterion = nn.CrossEntropyLoss()
+        rng = np.random.default_rng(config.seed)
+        shape = (config.batch_size, config.in_channels, config.image_size, config.image_size)
+        self.x = rng.standard_normal(shape).astype(config.dtype)
+        self.t = rng.integers(0, config.num_classes, config.batch_size)
+
+    def describe(self) -> dict:
+        import numba
+        import numpy as np
+
+        from nnscratch.functional.fast.workers import num_workers
+
+        info = {
+            "framework": "nnscratch",
+            "parameters": self.model.num_parameters(),
+            "numpy": np.__version__,
+            "numba": numba.__version__,
+            "numba_threads": numba.config.NUMBA_NUM_THREADS,
+            "workers": num_workers(),
+        }
+        self.infer_step()  # loads the kernels (and BLAS's threads) before looking
+        try:
+            info["numba_threading_layer"] = numba.threading_layer()
+        except ValueError:  # no parallel numba kernel has run: all of ours are serial
+            info["numba_threading_layer"] = None
+        info["thread_pools"] = thread_pools()
+        return info
+
+    def train_step(self) -> float:
+        self.model.train()
+        self.model.zero_grad()
+        loss = self.criterion(self.model(self.x), self.t)
+        self.model.backward(self.criterion.backward())
+        self.optimizer.step()
+        return loss
+
+    def infer_step(self) -> None:
+        self.model.eval()
+        with self.nn.no_grad():
+            self.model(self.x)
+
+    def breakdown(self, steps: int) -> dict:
+        """Median seconds per layer type over ``steps`` training steps, with timers wrapped
+        around every leaf layer's forward and backward (removed afterwards)."""
+        totals = {name: [] for name in (*CATEGORIES, "step")}
+        clock: dict[str, float] = {}
+        undo = self._install_timers(clock)
+        try:
+            for _ in range(steps):
+                clock.clear()
+                clock.update(dict.fromkeys(CATEGORIES, 0.0))
+                step = timed(self._timed_train_step(clock))
+                measured = sum(clock[c] for c in CATEGORIES if c != "other")
+                clock["other"] = step - measured
+                for c in CATEGORIES:
+                    totals[c].append(clock[c])
+                totals["step"].append(step)
+        finally:
+            undo()
+        seconds = {c: statistics.median(v) for c, v in totals.items()}
+        step = seconds.pop("step")
+        return {
+            "step_s": step,
+            "seconds": seconds,
+            "fractions": {c: s / step for c, s in seconds.items()},
+            "note": "other = step time minus the timed layers: residual adds, flatten, "
+            "zero_grad and Python overhead",
+        }
+
+    def _timed_train_step(self, clock: dict):
+        def step() -> float:
+            self.model.train()
+            self.model.zero_grad()
+            loss = self.criterion(self.model(self.x), self.t)
+            self.model.backward(self.criterion.backward())
+            start = time.perf_counter()
+            self.optimizer.step()
+            clock["optimizer"] += time.perf_counter() - start
+            return loss
+
+        return step
+
+    def _install_timers(self, clock: dict):
+        """Wrap forward/backward of each leaf layer (and the loss) by instance attributes."""
+        nn = self.nn
+        kinds = [
+            (nn.Conv2d, "conv_forward", "conv_backward"),
+            (nn.BatchNorm2d, "batch_norm", "batch_norm"),
+            (nn.ReLU, "relu", "relu"),
+            (nn.MaxPool2d, "pooling", "pooling"),
+            (nn.AdaptiveAvgPool2d, "pooling", "pooling"),
+            (nn.Linear, "linear_loss", "linear_loss"),
+            (nn.CrossEntropyLoss, "linear_loss", "linear_loss"),
+        ]
+        wrapped = []
+        for module in [*self.model.modules(), self.criterion]:
+            for cls, forward_kind, backward_kind in kinds:
+                if isinstance(module, cls):
+                    for method, kind in (("forward", forward_kind), ("backward", backward_kind)):
+                        original = getattr(module, method)
+                        module.__dict__[method] = _timer(original, kind, clock)
+                    wrapped.append(module)
+                    break
+
+        def undo() -> None:
+            for module in wrapped:
+                module.__dict__.pop("forward", None)
+                module.__dict__.pop("backward", None)
+
+        return undo
+
+
+def _timer(function, kind: str, clock: dict):
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            clock[kind] += time.perf_counter() - start
+
+    return timed
