@@ -1,8 +1,9 @@
 """The ``nnscratch`` command: one sub-command per module in this package.
 
 Each module ``nnscratch/cli/<name>.py`` defines ``register(subparsers)``, which adds
-its parser and sets ``run=<function(args) -> int>``. Errors a user can fix (a bad
-argument, a missing file) print one line and exit with status 2, never a traceback.
+its parser and sets ``run=<function(args) -> int>``; arguments that several commands
+share live in ``nnscratch/cli/arguments/``. Errors a user can fix (a bad argument, a
+missing file) print one line and exit with status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from nnscratch.functional.fast.workers import num_workers
 from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
 
-COMMANDS = ("train", "evaluate", "extract", "summary", "gradcheck", "bench",
+COMMANDS = ("train", "evaluate", "extract", "summary", "bench",
             "gradflow", "degradation", "lesion")  # fmt: skip
 
 # Exceptions that mean "the input (or the machine) cannot do this", reported as one line:
@@ -41,13 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"nnscratch.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"nnscratch.cli.{name}":
-                raise
-            continue  # that command is not part of this version
-        module.register(subparsers)
+        importlib.import_module(f"nnscratch.cli.{name}").register(subparsers)
     return parser
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nnscratch import plot
-from nnscratch.cli.budget import add_budget_arguments, budget_kwargs
+from nnscratch.cli.arguments.budget import add_budget_arguments, budget_kwargs
 from nnscratch.experiments import common
 from nnscratch.experiments.degradation import degradation
 from nnscratch.training.run_dir import check_output_dir, create_output_dir

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from nnscratch import plot
-from nnscratch.cli.trained_run import add_checkpoint_arguments, load_trained_run
+from nnscratch.cli.arguments.trained_run import add_checkpoint_arguments, load_trained_run
 from nnscratch.training import evaluate
 from nnscratch.training.metrics import confusion_matrix, per_class_accuracy
 

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from nnscratch import io
-from nnscratch.cli.trained_run import add_checkpoint_arguments, load_trained_run
+from nnscratch.cli.arguments.trained_run import add_checkpoint_arguments, load_trained_run
 from nnscratch.training import extract_features
 
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nnscratch import plot
-from nnscratch.cli.budget import add_budget_arguments, budget_kwargs
+from nnscratch.cli.arguments.budget import add_budget_arguments, budget_kwargs
 from nnscratch.experiments import common
 from nnscratch.experiments.lesion import lesion, lesion_study, summary_line
 from nnscratch.training import load_checkpoint
