@@ -1,7 +1,12 @@
 """Shared test helpers."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+
+import nnscratch.functional as readable
+import nnscratch.functional.fast as fast
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -19,3 +24,12 @@ def kink_free(a: np.ndarray, margin: float = 0.1) -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["readable", "fast"])
+def F(request):
+    """The op tier under test: ``nnscratch.functional``, or it with the fast versions in."""
+    if request.param == "readable":
+        return readable
+    ops = {name: getattr(readable, name) for name in readable.__all__}
+    return SimpleNamespace(**(ops | {name: getattr(fast, name) for name in fast.__all__}))

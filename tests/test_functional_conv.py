@@ -1,4 +1,4 @@
-"""conv2d: fast im2col/GEMM against the naive loops, gradient checks, errors."""
+"""conv2d, both tiers: against the naive loops, gradient checks, errors."""
 
 from functools import partial
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from conftest import readonly
 
-import nnscratch.functional as F
 from nnscratch.gradcheck import check_op
 
 # (N, C_in, H, W, C_out, kernel, stride, padding): batch 1, odd and non-square sizes,
@@ -33,7 +32,7 @@ def make(case, rng, dtype):
 
 
 @pytest.mark.parametrize("case", SWEEP)
-def test_fast_matches_naive_float64(case, rng):
+def test_fast_matches_naive_float64(F, case, rng):
     x, w, b, kw = make(case, rng, np.float64)
     y, cache = F.conv2d_forward(x, w, b, **kw)
     y_ref, cache_ref = F.conv2d_naive_forward(x, w, b, **kw)
@@ -44,7 +43,7 @@ def test_fast_matches_naive_float64(case, rng):
 
 
 @pytest.mark.parametrize("case", SWEEP)
-def test_float32_stays_float32_and_agrees(case, rng):
+def test_float32_stays_float32_and_agrees(F, case, rng):
     x, w, b, kw = make(case, rng, np.float32)
     y, cache = F.conv2d_forward(x, w, b, **kw)
     y64, cache64 = F.conv2d_naive_forward(*(a.astype(np.float64) for a in (x, w, b)), **kw)
@@ -59,14 +58,14 @@ def test_float32_stays_float32_and_agrees(case, rng):
 
 
 @pytest.mark.parametrize("case", SWEEP[:6])
-def test_gradcheck(case, rng):
+def test_gradcheck(F, case, rng):
     x, w, b, kw = make(case, rng, np.float64)
     errors = check_op(partial(F.conv2d_forward, **kw), F.conv2d_backward, {"x": x, "w": w, "b": b})
     assert set(errors) == {"x", "w", "b"}
     assert max(errors.values()) < 1e-6
 
 
-def test_without_bias(rng):
+def test_without_bias(F, rng):
     x, w, _, kw = make(SWEEP[1], rng, np.float64)
     y, cache = F.conv2d_forward(x, w, **kw)
     *_, db = F.conv2d_backward(rng.standard_normal(y.shape), cache)
@@ -74,7 +73,7 @@ def test_without_bias(rng):
     check_op(partial(F.conv2d_forward, **kw), F.conv2d_backward, {"x": x, "w": w})
 
 
-def test_non_contiguous_input(rng):
+def test_non_contiguous_input(F, rng):
     x, w, b, kw = make(SWEEP[0], rng, np.float64)
     x_t = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # same values
     assert not x_t.flags.c_contiguous
@@ -83,7 +82,7 @@ def test_non_contiguous_input(rng):
     )
 
 
-def test_im2col_col2im_are_adjoint(rng):
+def test_im2col_col2im_are_adjoint(F, rng):
     """<im2col(x), c> == <x, col2im(c)>: col2im is exactly the transpose of im2col."""
     x, w, _, kw = make(SWEEP[2], rng, np.float64)
     _, cache = F.conv2d_forward(x, w, **kw)
@@ -94,7 +93,7 @@ def test_im2col_col2im_are_adjoint(rng):
     assert abs(lhs - rhs) < 1e-9 * abs(lhs)
 
 
-def test_errors_name_the_problem(rng):
+def test_errors_name_the_problem(F, rng):
     w = rng.standard_normal((4, 3, 3, 3))
     with pytest.raises(ValueError, match=r"C_in=3.*got shape \(2, 5, 8, 8\)"):
         F.conv2d_forward(np.zeros((2, 5, 8, 8)), w)

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 from conftest import kink_free, readonly
 
-import nnscratch.functional as F
 from nnscratch.gradcheck import GradcheckError, check_op
 
 
-def bn(training, running_mean, running_var):
+def bn(F, training, running_mean, running_var):
     def forward(x, gamma, beta):
         return F.batch_norm2d_forward(
             x, gamma, beta, running_mean.copy(), running_var.copy(), training=training
@@ -19,16 +18,16 @@ def bn(training, running_mean, running_var):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(4, 3, 5, 3), (2, 2, 1, 1), (1, 3, 4, 4)])
-def test_batch_norm_gradcheck(training, shape, rng):
+def test_batch_norm_gradcheck(F, training, shape, rng):
     C = shape[1]
     x = rng.standard_normal(shape) * 2 + 1
     gamma, beta = rng.standard_normal(C) + 1.5, rng.standard_normal(C)
-    forward = bn(training, rng.standard_normal(C), rng.uniform(0.5, 2, C))
+    forward = bn(F, training, rng.standard_normal(C), rng.uniform(0.5, 2, C))
     errors = check_op(forward, F.batch_norm2d_backward, {"x": x, "gamma": gamma, "beta": beta})
     assert max(errors.values()) < 1e-6
 
 
-def test_batch_norm_normalises_per_channel(rng):
+def test_batch_norm_normalises_per_channel(F, rng):
     x = rng.standard_normal((8, 3, 4, 5)) * np.array([1, 5, 0.1])[None, :, None, None] + 3
     y, _ = F.batch_norm2d_forward(
         x, np.ones(3), np.zeros(3), np.zeros(3), np.ones(3), training=True
@@ -40,7 +39,7 @@ def test_batch_norm_normalises_per_channel(rng):
     )
 
 
-def test_batch_norm_running_stats_closed_form(rng):
+def test_batch_norm_running_stats_closed_form(F, rng):
     """After k steps with momentum m: r_k = (1-m)^k r_0 + sum_i m (1-m)^(k-1-i) s_i."""
     C, m = 3, 0.1
     running_mean, running_var = np.zeros(C), np.ones(C)
@@ -69,7 +68,7 @@ def test_batch_norm_running_stats_closed_form(rng):
     np.testing.assert_allclose(y, want, rtol=1e-12)
 
 
-def test_batch_norm_float32_and_errors(rng):
+def test_batch_norm_float32_and_errors(F, rng):
     x = rng.standard_normal((4, 3, 2, 2)).astype(np.float32)
     p = [
         np.ones(3, np.float32),
@@ -86,7 +85,7 @@ def test_batch_norm_float32_and_errors(rng):
         F.batch_norm2d_forward(x[:1, :, :1, :1], *p, training=True)
 
 
-def test_relu_gradcheck_and_kink_convention(rng):
+def test_relu_gradcheck_and_kink_convention(F, rng):
     x = kink_free(rng.standard_normal((3, 4, 5)))
     assert check_op(F.relu_forward, F.relu_backward, {"x": x})["x"] < 1e-6
     _, cache = F.relu_forward(np.array([-1.0, 0.0, 2.0]))
@@ -98,14 +97,14 @@ def test_relu_gradcheck_and_kink_convention(rng):
 @pytest.mark.parametrize(
     "kernel, stride, padding", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0))]
 )
-def test_max_pool_gradcheck(kernel, stride, padding, rng):
+def test_max_pool_gradcheck(F, kernel, stride, padding, rng):
     # a permutation of well-separated values: no ties, and eps never changes a winner
     x = rng.permutation(2 * 3 * 7 * 6).reshape(2, 3, 7, 6) / 10.0
     forward = lambda x: F.max_pool2d_forward(x, kernel, stride, padding)  # noqa: E731
     assert check_op(forward, F.max_pool2d_backward, {"x": x})["x"] < 1e-6
 
 
-def test_max_pool_values_and_tie(rng):
+def test_max_pool_values_and_tie(F, rng):
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     y, cache = F.max_pool2d_forward(x, 2)
     np.testing.assert_array_equal(y[0, 0], [[5, 7], [13, 15]])
@@ -117,14 +116,14 @@ def test_max_pool_values_and_tie(rng):
     np.testing.assert_array_equal(y, -1)
 
 
-def test_global_avg_pool(rng):
+def test_global_avg_pool(F, rng):
     x = rng.standard_normal((2, 3, 5, 4))
     y, _ = F.global_avg_pool2d_forward(x)
     np.testing.assert_allclose(y, x.mean(axis=(2, 3)))
     assert check_op(F.global_avg_pool2d_forward, F.global_avg_pool2d_backward, {"x": x})["x"] < 1e-6
 
 
-def test_linear(rng):
+def test_linear(F, rng):
     x, w, b = rng.standard_normal((5, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)
     y, _ = F.linear_forward(x, w, b)
     np.testing.assert_allclose(y, x @ w.T + b)
@@ -136,7 +135,7 @@ def test_linear(rng):
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
-def test_cross_entropy(smoothing, rng):
+def test_cross_entropy(F, smoothing, rng):
     z, t = rng.standard_normal((6, 5)), rng.integers(0, 5, 6)
     forward = lambda z: F.cross_entropy_forward(z, t, smoothing)  # noqa: E731
     assert check_op(forward, F.cross_entropy_backward, {"z": z})["z"] < 1e-6
@@ -150,7 +149,7 @@ def test_cross_entropy(smoothing, rng):
     )
 
 
-def test_cross_entropy_is_stable_and_validates():
+def test_cross_entropy_is_stable_and_validates(F):
     z = np.array([[1000.0, 0.0, -1000.0]])
     loss, cache = F.cross_entropy_forward(z, np.array([2]))
     assert loss == pytest.approx(2000.0) and np.isfinite(F.cross_entropy_backward(1.0, cache)).all()
@@ -164,7 +163,7 @@ def test_cross_entropy_is_stable_and_validates():
         F.cross_entropy_forward(z, np.array([1, 2]))
 
 
-def test_bce_with_logits(rng):
+def test_bce_with_logits(F, rng):
     z, t = rng.standard_normal(7), rng.uniform(0, 1, 7)
     forward = lambda z: F.bce_with_logits_forward(z, t)  # noqa: E731
     assert check_op(forward, F.bce_with_logits_backward, {"z": z})["z"] < 1e-6
@@ -177,7 +176,7 @@ def test_bce_with_logits(rng):
         F.bce_with_logits_forward(z, t + 1)
 
 
-def test_gradcheck_catches_a_wrong_backward(rng):
+def test_gradcheck_catches_a_wrong_backward(F, rng):
     """The checker itself must fail on a subtly wrong gradient, naming argument and index."""
 
     def wrong_backward(dy, cache):

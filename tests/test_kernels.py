@@ -6,7 +6,8 @@ import pytest
 from conftest import readonly
 
 import nnscratch.functional as F
-from nnscratch.functional import conv
+from nnscratch.functional import fast
+from nnscratch.functional.fast import conv
 from nnscratch.functional.fast import workers as worker_pool
 
 
@@ -31,10 +32,10 @@ def test_chunked_conv_matches_naive(workers, chunk_images, stride, padding, rng,
     y_ref, cache_ref = F.conv2d_naive_forward(x, w, b, **kw)
     rows, L = 3 * 9, y_ref.shape[2] * y_ref.shape[3]
     monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_images * rows * L * x.itemsize)
-    y, cache = F.conv2d_forward(x, w, b, **kw)
+    y, cache = fast.conv2d_forward(x, w, b, **kw)
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-10)
     dy = readonly(rng.standard_normal(y.shape))
-    for got, want in zip(F.conv2d_backward(dy, cache), F.conv2d_naive_backward(dy, cache_ref)):
+    for got, want in zip(fast.conv2d_backward(dy, cache), F.conv2d_naive_backward(dy, cache_ref)):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
 
 
@@ -44,13 +45,13 @@ def test_pointwise_conv_skips_im2col_and_matches_naive(dtype, workers, rng, monk
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
     monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)
     x, w, b = conv_case(rng, 3, 5, 4, 6, 7, 1, dtype)
-    y, cache = F.conv2d_forward(x, w, b)
+    y, cache = fast.conv2d_forward(x, w, b)
     assert cache.geom.pointwise
     y_ref, cache_ref = F.conv2d_naive_forward(*(a.astype(np.float64) for a in (x, w, b)))
     tol = 1e-10 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
     dy = rng.standard_normal(y.shape).astype(dtype)
-    grads = F.conv2d_backward(readonly(dy), cache)
+    grads = fast.conv2d_backward(readonly(dy), cache)
     for got, want in zip(grads, F.conv2d_naive_backward(dy.astype(np.float64), cache_ref)):
         assert got.dtype == dtype and got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
@@ -59,18 +60,18 @@ def test_pointwise_conv_skips_im2col_and_matches_naive(dtype, workers, rng, monk
 def test_scratch_buffers_never_leak_into_results(rng):
     """Outputs are fresh arrays: a later call, reusing the scratch space, leaves them alone."""
     x, w, _ = conv_case(rng, 4, 3, 6, 6, 5, 3, np.float32)
-    y1, cache1 = F.conv2d_forward(x, w, padding=1)
-    dx1, dw1, _ = F.conv2d_backward(np.ones_like(y1), cache1)
+    y1, cache1 = fast.conv2d_forward(x, w, padding=1)
+    dx1, dw1, _ = fast.conv2d_backward(np.ones_like(y1), cache1)
     saved = [a.copy() for a in (y1, dx1, dw1)]
-    y2, cache2 = F.conv2d_forward(x * 2, w, padding=1)
-    F.conv2d_backward(np.ones_like(y2), cache2)
+    y2, cache2 = fast.conv2d_forward(x * 2, w, padding=1)
+    fast.conv2d_backward(np.ones_like(y2), cache2)
     for a, b in zip((y1, dx1, dw1), saved):
         np.testing.assert_array_equal(a, b)
 
 
 def test_im2col_col2im_adjoint_strided_non_square(rng):
     x = rng.standard_normal((2, 3, 9, 7))
-    g = conv.conv_geometry("t", x, np.zeros((1, 3, 3, 2)), (2, 3), (1, 2))
+    g = F.conv.conv_geometry("t", x, np.zeros((1, 3, 3, 2)), (2, 3), (1, 2))
     cols = F.im2col(x, g)
     c = rng.standard_normal(cols.shape)
     assert np.sum(cols * c) == pytest.approx(np.sum(x * F.col2im(c, x.shape, g)), rel=1e-12)
@@ -80,7 +81,7 @@ def test_batch_norm_float32_statistics_survive_a_large_offset(rng):
     """Mean 1000, variance 1: E[x^2] - E[x]^2 would lose every digit in float32."""
     x = (1000 + rng.standard_normal((16, 2, 16, 16))).astype(np.float32)
     C = 2
-    y, cache = F.batch_norm2d_forward(
+    y, cache = fast.batch_norm2d_forward(
         x, np.ones(C, np.float32), np.zeros(C, np.float32), np.zeros(C, np.float32),
         np.ones(C, np.float32), training=True,
     )  # fmt: skip
@@ -92,11 +93,11 @@ def test_batch_norm_float32_statistics_survive_a_large_offset(rng):
 
 def test_relu_keeps_nan_and_dtype():
     x = np.array([-1.0, 0.0, 2.0, np.nan], dtype=np.float32)
-    y, cache = F.relu_forward(x)
+    y, cache = fast.relu_forward(x)
     assert y.dtype == np.float32
     np.testing.assert_array_equal(y[:3], [0, 0, 2])
     assert np.isnan(y[3])
-    dx = F.relu_backward(readonly(np.ones(4, np.float32)), cache)
+    dx = fast.relu_backward(readonly(np.ones(4, np.float32)), cache)
     np.testing.assert_array_equal(dx, [0, 0, 1, 0])
 
 

@@ -1,7 +1,13 @@
 """Stateless ops as forward/backward pairs: ``y, cache = op_forward(...)``,
-``dx, *dparams = op_backward(dy, cache)``."""
+``dx, *dparams = op_backward(dy, cache)``.
+
+These are the readable tier: plain NumPy, one file per op family, each opening with
+its math. ``nnscratch.functional.fast`` has faster versions of some of them with the
+same signatures; :mod:`.tiers` says which one the layers run.
+"""
 
 from nnscratch.functional.activation import relu_backward, relu_forward
+from nnscratch.functional.batch_norm import batch_norm2d_backward, batch_norm2d_forward
 from nnscratch.functional.conv import (
     col2im,
     conv2d_backward,
@@ -17,13 +23,7 @@ from nnscratch.functional.loss import (
     cross_entropy_backward,
     cross_entropy_forward,
 )
-from nnscratch.functional.norm import (
-    batch_norm2d_backward,
-    batch_norm2d_forward,
-    batch_norm_relu2d_backward,
-    batch_norm_relu2d_forward,
-)
-from nnscratch.functional.pool import (
+from nnscratch.functional.pooling import (
     global_avg_pool2d_backward,
     global_avg_pool2d_forward,
     max_pool2d_backward,
@@ -33,8 +33,6 @@ from nnscratch.functional.pool import (
 __all__ = [
     "batch_norm2d_backward",
     "batch_norm2d_forward",
-    "batch_norm_relu2d_backward",
-    "batch_norm_relu2d_forward",
     "bce_with_logits_backward",
     "bce_with_logits_forward",
     "col2im",

@@ -66,3 +66,11 @@ def require_cache(op: str, cache: object) -> None:
             f"{op}: backward called without a forward cache (call forward first; "
             "each forward allows one backward)"
         )
+
+
+def check_upstream(op: str, dy: object, expected: tuple[int, ...]) -> np.ndarray:
+    """Return ``dy`` if it is a float array of the output's shape ``expected``."""
+    check_float_array(f"{op} backward", "dy", dy)
+    if dy.shape != tuple(expected):
+        raise InputShapeError(f"{op} backward: expected dy of shape {tuple(expected)}, got {dy.shape}")
+    return dy

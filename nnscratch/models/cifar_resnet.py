@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from nnscratch.models.classifier import ImageClassifier, check_model_arguments
-from nnscratch.nn import init
 from nnscratch.nn.activation import ReLU
 from nnscratch.nn.basic_block import BasicBlock
-from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.batch_norm import BatchNorm2d
 from nnscratch.nn.container import Identity, Sequential
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.flatten import Flatten
@@ -77,7 +76,7 @@ class CifarResNet(ImageClassifier):
         self.avgpool = AdaptiveAvgPool2d(1)
         self.flatten = Flatten()
         self.fc = Linear(channels, num_classes, rng=rng)
-        init.init_conv_weights(self, init_scheme, rng)
+        self.init_conv_weights(init_scheme, rng)
         if zero_init_residual and batch_norm:
             for module in self.modules():
                 if isinstance(module, BasicBlock):

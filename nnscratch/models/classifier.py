@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 
+from nnscratch.nn import init
+from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.grad_mode import no_grad
 from nnscratch.nn.linear import Linear
 from nnscratch.nn.module import Module, trace_calls
@@ -55,6 +57,11 @@ class ImageClassifier(Module):
         for stage in [*self.backbone(), self.flatten]:
             x = stage(x)
         return x
+
+    def init_conv_weights(self, scheme: str, rng: np.random.Generator) -> None:
+        """Re-draw every convolution's weight with ``scheme`` (he, xavier or torch), in place."""
+        convs = (m.weight.data for m in self.modules() if isinstance(m, Conv2d))
+        init.redraw_conv_weights(convs, scheme, rng)
 
     @property
     def num_classes(self) -> int:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from nnscratch.models.classifier import ImageClassifier, check_model_arguments
-from nnscratch.nn import init
 from nnscratch.nn.activation import ReLU
 from nnscratch.nn.basic_block import BasicBlock
-from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.batch_norm import BatchNorm2d
 from nnscratch.nn.bottleneck import Bottleneck
 from nnscratch.nn.container import Identity, Sequential
 from nnscratch.nn.conv import Conv2d
@@ -80,7 +79,7 @@ class ResNet(ImageClassifier):
         self.avgpool = AdaptiveAvgPool2d(1)
         self.flatten = Flatten()
         self.fc = Linear(channels, num_classes, rng=rng)
-        init.init_conv_weights(self, init_scheme, rng)
+        self.init_conv_weights(init_scheme, rng)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, (BasicBlock, Bottleneck)) and batch_norm:

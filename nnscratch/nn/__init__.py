@@ -2,7 +2,7 @@
 
 from nnscratch.nn.activation import ReLU
 from nnscratch.nn.basic_block import BasicBlock
-from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.batch_norm import BatchNorm2d
 from nnscratch.nn.bottleneck import Bottleneck
 from nnscratch.nn.container import Identity, Sequential
 from nnscratch.nn.conv import Conv2d

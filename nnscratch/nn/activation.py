@@ -1,10 +1,11 @@
-"""ReLU as a module: one instance per place it is used, since it keeps a cache."""
+"""ReLU as a module (op pair in ``nnscratch/functional/activation.py``): one instance per
+place it is used, since it keeps a cache."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.functional.activation import relu_backward, relu_forward
+from nnscratch.functional.tiers import ops
 from nnscratch.nn.module import Module
 
 
@@ -12,9 +13,9 @@ class ReLU(Module):
     """y = max(x, 0) elementwise, any shape; relu'(0) = 0."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, cache = relu_forward(x)
+        y, cache = ops().relu_forward(x)
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return relu_backward(dy, self.pop_cache())
+        return ops().relu_backward(dy, self.pop_cache())

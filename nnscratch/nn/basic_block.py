@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnscratch.nn.activation import ReLU
-from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.batch_norm import BatchNorm2d
 from nnscratch.nn.container import Identity
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.module import Module

@@ -1,11 +1,11 @@
-"""Conv2d: a module around :func:`nnscratch.functional.conv2d_forward` and its backward."""
+"""Conv2d: a module around the conv2d op pair (``nnscratch/functional/conv.py``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from nnscratch.functional._checks import pair
-from nnscratch.functional.conv import conv2d_backward, conv2d_forward
+from nnscratch.functional.tiers import ops
 from nnscratch.nn import init
 from nnscratch.nn.module import Module
 from nnscratch.nn.parameter import Parameter
@@ -48,12 +48,14 @@ class Conv2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         b = self.bias.data if self.bias is not None else None
-        y, cache = conv2d_forward(x, self.weight.data, b, stride=self.stride, padding=self.padding)
+        y, cache = ops().conv2d_forward(
+            x, self.weight.data, b, stride=self.stride, padding=self.padding
+        )
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dw, db = conv2d_backward(dy, self.pop_cache())
+        dx, dw, db = ops().conv2d_backward(dy, self.pop_cache())
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)

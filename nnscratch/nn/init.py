@@ -7,6 +7,7 @@ fan_in = C_in * KH * KW and fan_out = C_out * KH * KW for a conv weight
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -52,24 +53,20 @@ def torch_default_uniform(
 CONV_INITS = ("he", "xavier", "torch")
 
 
-def init_conv_weights(model, scheme: str, rng: np.random.Generator) -> None:
-    """Re-draw every conv weight of ``model`` with one scheme, in place.
+def redraw_conv_weights(weights: Iterable[np.ndarray], scheme: str, rng: np.random.Generator) -> None:
+    """Re-draw conv weights (C_out, C_in, KH, KW) in place, in order, with one scheme.
 
     ``"he"``: Kaiming normal, fan_out (torchvision's ResNet); ``"xavier"``: Glorot
     uniform; ``"torch"``: PyTorch's layer default U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
     which is the "classic" small initialisation under which deep plain nets' gradients vanish.
     """
-    from nnscratch.nn.conv import Conv2d  # local: init is imported by the layers themselves
-
     if scheme not in CONV_INITS:
         raise ValueError(f"unknown init {scheme!r}; choose one of {', '.join(CONV_INITS)}")
-    for module in model.modules():
-        if isinstance(module, Conv2d):
-            w = module.weight.data
-            if scheme == "he":
-                new = kaiming_normal(w.shape, rng, "fan_out", w.dtype)
-            elif scheme == "xavier":
-                new = xavier_uniform(w.shape, rng, w.dtype)
-            else:
-                new = torch_default_uniform(w.shape, fans(w.shape)[0], rng, w.dtype)
-            w[...] = new
+    for w in weights:
+        if scheme == "he":
+            new = kaiming_normal(w.shape, rng, "fan_out", w.dtype)
+        elif scheme == "xavier":
+            new = xavier_uniform(w.shape, rng, w.dtype)
+        else:
+            new = torch_default_uniform(w.shape, fans(w.shape)[0], rng, w.dtype)
+        w[...] = new

@@ -1,16 +1,15 @@
-"""Pooling modules: MaxPool2d and the global AdaptiveAvgPool2d(1)."""
+"""Pooling modules: MaxPool2d and the global AdaptiveAvgPool2d(1).
+
+The op pairs are in ``nnscratch/functional/pooling.py``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from nnscratch.functional._checks import pair
-from nnscratch.functional.pool import (
-    global_avg_pool2d_backward,
-    global_avg_pool2d_forward,
-    max_pool2d_backward,
-    max_pool2d_forward,
-)
+from nnscratch.functional.pooling import global_avg_pool2d_backward, global_avg_pool2d_forward
+from nnscratch.functional.tiers import ops
 from nnscratch.nn.module import Module
 
 
@@ -29,12 +28,12 @@ class MaxPool2d(Module):
         self.padding = pair("MaxPool2d", "padding", padding, 0)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        y, cache = ops().max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return max_pool2d_backward(dy, self.pop_cache())
+        return ops().max_pool2d_backward(dy, self.pop_cache())
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnscratch.functional._checks import InputShapeError, check_float_array
-from nnscratch.nn.batchnorm import BatchNorm2d
+from nnscratch.nn.batch_norm import BatchNorm2d
 from nnscratch.nn.container import Identity, Sequential
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.module import Module
