@@ -173,6 +173,7 @@ def test_shell_command_splitting() -> None:
 # Files that a worked example tells the reader to create: they do not exist in the repo.
 EXAMPLE_FILES = {
     "nnscratch/functional/prelu.py",
+    "nnscratch/functional/fast/prelu.py",
     "nnscratch/nn/prelu.py",
     "tests/test_prelu.py",
     "docs/concepts/prelu.md",
