@@ -1,4 +1,4 @@
-"""Build a run's pieces from its :class:`TrainConfig`: data, model, optimizer, schedule."""
+"""Build a run's pieces from its :class:`TrainConfig`: data, loader, model, optimizer, schedule."""
 
 from __future__ import annotations
 
@@ -57,6 +57,14 @@ def train_transform(config: TrainConfig, mean, std) -> data.Pipeline:
 def eval_transform(mean, std) -> data.Pipeline:
     """uint8 (N, C, H, W) -> float32 normalised with the training split's mean and std."""
     return data.Pipeline.from_options(mean, std)
+
+
+def build_train_loader(config: TrainConfig, splits: DataSplits) -> data.BatchLoader:
+    """Shuffled, augmented, normalised batches of the train split; an incomplete last batch is dropped."""
+    return data.BatchLoader(
+        splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
+        transform=train_transform(config, splits.mean, splits.std), prefetch=config.prefetch,
+    )  # fmt: skip
 
 
 def model_kwargs(config: TrainConfig, num_classes: int, in_channels: int) -> dict[str, Any]:

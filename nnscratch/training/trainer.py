@@ -26,11 +26,13 @@ import numpy as np
 from tqdm import tqdm
 
 from nnscratch import data, plot
+from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.loss import CrossEntropyLoss
+from nnscratch.optim import LRScheduler, Optimizer
 from nnscratch.training import builders
 from nnscratch.training.checkpoint import load_checkpoint, save_checkpoint
 from nnscratch.training.config import TrainConfig
-from nnscratch.training.evaluation import evaluate
+from nnscratch.training.evaluation import Evaluation, evaluate
 from nnscratch.training.metrics import MetricsLog, confusion_matrix, per_class_accuracy
 from nnscratch.training.run_dir import (
     check_output_dir,
@@ -38,6 +40,7 @@ from nnscratch.training.run_dir import (
     lock_run_dir,
     resolve_resume,
 )
+from nnscratch.training.step import train_step
 from nnscratch.utils.atomic import atomic_write
 
 
@@ -87,153 +90,222 @@ def train(
     """
     checkpoint, run_dir = None, None
     if resume is not None:
-        run_dir, path = resolve_resume(resume)
-        checkpoint = load_checkpoint(path)
-        config = dataclasses.replace(
-            TrainConfig.from_dict(checkpoint["config"]), **(overrides or {}), out_dir=str(run_dir)
-        )
-        done = checkpoint["progress"]["epoch"] >= config.epochs
-        if done and (run_dir / "summary.json").is_file():
-            raise ValueError(f"{run_dir} finished all {config.epochs} epochs; nothing to resume")
-        log(f"resuming {path} at epoch {checkpoint['progress']['epoch'] + 1}, "
-            f"batch {checkpoint['progress']['batch']}")  # fmt: skip
+        config, run_dir, checkpoint = _resume_point(resume, overrides, log)
     config = config or TrainConfig()
     if run_dir is None and config.out_dir is not None:
         check_output_dir(config.out_dir)  # before minutes of data loading
-    builders.check_training_fits(config)
-    splits = builders.build_data(config)
-    image_shape = splits.train.images.shape[1:]
-    build_config = dataclasses.replace(config, init_from=None) if checkpoint else config
-    model = builders.build_model(build_config, splits.train.num_classes, image_shape[0])
-    optimizer = builders.build_optimizer(config, model)
-    loader = data.BatchLoader(
-        splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
-        transform=builders.train_transform(config, splits.mean, splits.std), prefetch=config.prefetch,
-    )  # fmt: skip
-    schedule = builders.build_schedule(config, optimizer, len(loader))
-    eval_transform = builders.eval_transform(splits.mean, splits.std)
-    criterion = CrossEntropyLoss(config.label_smoothing)
-
-    progress_state = _fresh_progress(epoch=0)
-    history: list[dict[str, Any]] = []
-    best_val = -1.0
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if schedule is not None:
-            schedule.load_state_dict(checkpoint["scheduler"])
-        progress_state = dict(checkpoint["progress"])
-        history = list(checkpoint["history"])
-        best_val = float(checkpoint["best_val_accuracy"])
-    else:
-        log(f"{config.model} ({model.num_parameters():,} parameters) on {config.dataset}: "
-            f"{len(splits.train)} train / {len(splits.val) if splits.val else 0} val / "
-            f"{len(splits.test)} test images {'x'.join(map(str, image_shape))}, "
-            f"{config.epochs} epochs of {len(loader)} batches of {config.batch_size}")  # fmt: skip
+    run = _build_run(config, checkpoint, log)
     # The directory is created only once data, model and loader are in place.
     out = run_dir if run_dir is not None else create_output_dir(config.out_dir)
     with lock_run_dir(out), _stop_on_ctrl_c() as stop_requested:
-        if run_dir is None:
+        run.open(out, stop_requested, new=run_dir is None)
+        for epoch in range(run.progress["epoch"], run.config.epochs):
+            _train_epoch(run, epoch, show_progress=progress, log=log)
+            row, val = _validate(run, epoch)
+            _record_epoch(run, epoch, row, val, log)
+            run.stop_if_requested(f"after epoch {epoch + 1}", log)  # Ctrl-C during validation
+        return _finish(run, log)
+
+
+@dataclasses.dataclass
+class _Run:
+    """One training run: its pieces, how far it got, and (once opened) its directory.
+
+    ``progress`` is where the run stands inside an epoch (:func:`_fresh_progress`);
+    ``history`` holds the epoch rows restored from a checkpoint until :meth:`open`
+    hands them to ``metrics``, which keeps every row from then on.
+    """
+
+    config: TrainConfig
+    splits: builders.DataSplits
+    model: ImageClassifier
+    optimizer: Optimizer
+    schedule: LRScheduler | None
+    loader: data.BatchLoader
+    eval_transform: data.Pipeline
+    criterion: CrossEntropyLoss
+    progress: dict[str, Any] = dataclasses.field(default_factory=lambda: _fresh_progress(epoch=0))
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best_val: float = -1.0
+    out: Path | None = None  # set by open()
+    metrics: MetricsLog | None = None  # set by open()
+    stop_requested: threading.Event | None = None  # set by open()
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return self.splits.train.images.shape[1:]
+
+    def describe(self) -> str:
+        """One line on the model, the data and the budget of a new run."""
+        config, splits = self.config, self.splits
+        return (f"{config.model} ({self.model.num_parameters():,} parameters) on {config.dataset}: "
+                f"{len(splits.train)} train / {len(splits.val) if splits.val else 0} val / "
+                f"{len(splits.test)} test images {'x'.join(map(str, self.image_shape))}, "
+                f"{config.epochs} epochs of {len(self.loader)} batches of {config.batch_size}")  # fmt: skip
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from ``checkpoint``: weights, optimizer, schedule, progress, history, best."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.schedule is not None:
+            self.schedule.load_state_dict(checkpoint["scheduler"])
+        self.progress = dict(checkpoint["progress"])
+        self.history = list(checkpoint["history"])
+        self.best_val = float(checkpoint["best_val_accuracy"])
+
+    def open(self, out: Path, stop_requested: threading.Event, *, new: bool) -> None:
+        """Take the (locked) directory ``out``: write ``config.json`` and the metrics files."""
+        if new:
             check_output_dir(out)  # again, under the lock: no other run took it meanwhile
-            config = dataclasses.replace(config, out_dir=str(out))
+            self.config = dataclasses.replace(self.config, out_dir=str(out))
         with atomic_write(out / "config.json", "w") as f:
-            json.dump(config.to_dict(), f, indent=1)
-        metrics = MetricsLog(out, history)  # metrics.csv appears once Ctrl-C is handled
+            json.dump(self.config.to_dict(), f, indent=1)
+        self.out, self.stop_requested = out, stop_requested
+        self.metrics = MetricsLog(out, self.history)  # metrics.csv appears once Ctrl-C is handled
 
-        def snapshot() -> dict[str, Any]:
-            return {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict() if schedule is not None else None,
-                "progress": dict(progress_state),
-                "history": metrics.rows,
-                "best_val_accuracy": best_val,
-                "config": config.to_dict(),
-                "classes": splits.classes,
-                "normalization": {"mean": splits.mean.tolist(), "std": splits.std.tolist()},
-                "image_shape": list(image_shape),
-            }
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a checkpoint holds: enough to continue the run or to use its model."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict() if self.schedule is not None else None,
+            "progress": dict(self.progress),
+            "history": self.metrics.rows,
+            "best_val_accuracy": self.best_val,
+            "config": self.config.to_dict(),
+            "classes": self.splits.classes,
+            "normalization": {"mean": self.splits.mean.tolist(), "std": self.splits.std.tolist()},
+            "image_shape": list(self.image_shape),
+        }
 
-        def stop_if_requested(where: str) -> None:
-            if stop_requested.is_set():
-                log(f"interrupted {where}: saved {out / 'last.npz'}; continue with "
-                    f"`nnscratch train --resume {out}`")  # fmt: skip
-                raise TrainingInterrupted
+    def stop_if_requested(self, where: str, log: Callable[[str], None]) -> None:
+        """Raise :class:`TrainingInterrupted` if Ctrl-C was pressed (``last.npz`` is saved)."""
+        if self.stop_requested.is_set():
+            log(f"interrupted {where}: saved {self.out / 'last.npz'}; continue with "
+                f"`nnscratch train --resume {self.out}`")  # fmt: skip
+            raise TrainingInterrupted
 
-        for epoch in range(progress_state["epoch"], config.epochs):
-            loader.set_epoch(epoch)
-            start_batch = progress_state["batch"]
-            bar = tqdm(total=len(loader), initial=start_batch, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       unit="batch", disable=not progress, dynamic_ncols=True, mininterval=1.0)  # fmt: skip
-            epoch_start = time.perf_counter() - progress_state["seconds"]
-            for i, (x, y) in enumerate(loader):
-                if i < start_batch:
-                    continue
-                optimizer.zero_grad()
-                logits = model(x)
-                loss = criterion(logits, y)
-                if not math.isfinite(loss):
-                    bar.close()
-                    raise TrainingDiverged(
-                        f"loss became {loss} at epoch {epoch + 1}, batch {i + 1} "
-                        f"(lr {optimizer.param_groups[0]['lr']:.3g}); "
-                        f"{_last_good(out)}; try a lower --lr or more --warmup-epochs"
-                    )
-                model.backward(criterion.backward())
-                optimizer.step()
-                if schedule is not None:
-                    schedule.step()
-                progress_state["batch"] = i + 1
-                progress_state["loss_sum"] += loss * len(y)
-                progress_state["correct"] += int(np.sum(logits.argmax(axis=1) == y))
-                progress_state["seen"] += len(y)
-                progress_state["seconds"] = time.perf_counter() - epoch_start
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{progress_state['loss_sum'] / progress_state['seen']:.3f}",
-                    acc=f"{progress_state['correct'] / progress_state['seen']:.3f}",
-                    img_s=f"{progress_state['seen'] / progress_state['seconds']:.0f}",
-                    refresh=False,
-                )
-                if stop_requested.is_set():
-                    bar.close()
-                    _save(out / "last.npz", snapshot())
-                    stop_if_requested(f"in epoch {epoch + 1}")
+
+def _resume_point(
+    resume: str | Path, overrides: dict[str, Any] | None, log: Callable[[str], None]
+) -> tuple[TrainConfig, Path, dict[str, Any]]:
+    """The saved config (with ``overrides``), the directory and the last checkpoint of a run."""
+    run_dir, path = resolve_resume(resume)
+    checkpoint = load_checkpoint(path)
+    config = dataclasses.replace(
+        TrainConfig.from_dict(checkpoint["config"]), **(overrides or {}), out_dir=str(run_dir)
+    )
+    done = checkpoint["progress"]["epoch"] >= config.epochs
+    if done and (run_dir / "summary.json").is_file():
+        raise ValueError(f"{run_dir} finished all {config.epochs} epochs; nothing to resume")
+    log(f"resuming {path} at epoch {checkpoint['progress']['epoch'] + 1}, "
+        f"batch {checkpoint['progress']['batch']}")  # fmt: skip
+    return config, run_dir, checkpoint
+
+
+def _build_run(
+    config: TrainConfig, checkpoint: dict[str, Any] | None, log: Callable[[str], None]
+) -> _Run:
+    """The data, model, optimizer, loader and schedule of ``config``, restored from ``checkpoint``."""
+    builders.check_training_fits(config)
+    splits = builders.build_data(config)
+    build_config = dataclasses.replace(config, init_from=None) if checkpoint else config
+    in_channels = splits.train.images.shape[1]
+    model = builders.build_model(build_config, splits.train.num_classes, in_channels)
+    optimizer = builders.build_optimizer(config, model)
+    loader = builders.build_train_loader(config, splits)
+    run = _Run(
+        config, splits, model, optimizer,
+        schedule=builders.build_schedule(config, optimizer, len(loader)),
+        loader=loader,
+        eval_transform=builders.eval_transform(splits.mean, splits.std),
+        criterion=CrossEntropyLoss(config.label_smoothing),
+    )  # fmt: skip
+    if checkpoint is not None:
+        run.restore(checkpoint)
+    else:
+        log(run.describe())
+    return run
+
+
+def _train_epoch(run: _Run, epoch: int, *, show_progress: bool, log: Callable[[str], None]) -> None:
+    """The training batches of ``epoch`` from where the run stands; Ctrl-C saves ``last.npz``."""
+    run.loader.set_epoch(epoch)
+    progress = run.progress
+    start_batch = progress["batch"]
+    bar = tqdm(total=len(run.loader), initial=start_batch, desc=f"epoch {epoch + 1}/{run.config.epochs}",
+               unit="batch", disable=not show_progress, dynamic_ncols=True, mininterval=1.0)  # fmt: skip
+    epoch_start = time.perf_counter() - progress["seconds"]
+    for i, (x, y) in enumerate(run.loader):
+        if i < start_batch:
+            continue
+        loss, logits = train_step(run.model, run.criterion, run.optimizer, run.schedule, x, y)
+        if not math.isfinite(loss):
             bar.close()
-            train_seconds = progress_state["seconds"]
-            val = evaluate(model, splits.val, eval_transform) if splits.val else None
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": progress_state["loss_sum"] / progress_state["seen"],
-                "train_accuracy": progress_state["correct"] / progress_state["seen"],
-                "val_loss": val.loss if val else float("nan"),
-                "val_accuracy": val.accuracy if val else float("nan"),
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": train_seconds,
-                "images_per_second": progress_state["seen"] / train_seconds,
-            }
-            if val is not None and not math.isfinite(val.loss):
-                raise TrainingDiverged(
-                    f"validation loss became {val.loss} after epoch {epoch + 1}; "
-                    f"{_last_good(out)}; try a lower --lr"
-                )
-            metrics.append(row)
-            log(f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} "
-                f"acc {row['train_accuracy']:.2%} | val loss {row['val_loss']:.4f} "
-                f"acc {row['val_accuracy']:.2%} | {train_seconds:.0f} s, "
-                f"{row['images_per_second']:.0f} img/s")  # fmt: skip
-            improved = val is None or val.accuracy > best_val
-            if val is not None:
-                best_val = max(best_val, val.accuracy)
-            progress_state = _fresh_progress(epoch=epoch + 1)
-            state = snapshot()
-            _save(out / "last.npz", state)
-            if improved:
-                _save(out / "best.npz", state)
-            stop_if_requested(f"after epoch {epoch + 1}")  # Ctrl-C during validation
+            raise TrainingDiverged(
+                f"loss became {loss} at epoch {epoch + 1}, batch {i + 1} "
+                f"(lr {run.optimizer.param_groups[0]['lr']:.3g}); "
+                f"{_last_good(run.out)}; try a lower --lr or more --warmup-epochs"
+            )
+        progress["batch"] = i + 1
+        progress["loss_sum"] += loss * len(y)
+        progress["correct"] += int(np.sum(logits.argmax(axis=1) == y))
+        progress["seen"] += len(y)
+        progress["seconds"] = time.perf_counter() - epoch_start
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{progress['loss_sum'] / progress['seen']:.3f}",
+            acc=f"{progress['correct'] / progress['seen']:.3f}",
+            img_s=f"{progress['seen'] / progress['seconds']:.0f}",
+            refresh=False,
+        )
+        if run.stop_requested.is_set():
+            bar.close()
+            _save(run.out / "last.npz", run.snapshot())
+            run.stop_if_requested(f"in epoch {epoch + 1}", log)
+    bar.close()
 
-        return _finish(out, model, splits, eval_transform, metrics.rows, best_val, log,
-                       lambda: stop_if_requested("before the final test"))  # fmt: skip
+
+def _validate(run: _Run, epoch: int) -> tuple[dict[str, Any], Evaluation | None]:
+    """The metrics row of the epoch just trained, with the validation split measured."""
+    progress = run.progress
+    train_seconds = progress["seconds"]
+    val = evaluate(run.model, run.splits.val, run.eval_transform) if run.splits.val else None
+    row = {
+        "epoch": epoch + 1,
+        "train_loss": progress["loss_sum"] / progress["seen"],
+        "train_accuracy": progress["correct"] / progress["seen"],
+        "val_loss": val.loss if val else float("nan"),
+        "val_accuracy": val.accuracy if val else float("nan"),
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "seconds": train_seconds,
+        "images_per_second": progress["seen"] / train_seconds,
+    }
+    if val is not None and not math.isfinite(val.loss):
+        raise TrainingDiverged(
+            f"validation loss became {val.loss} after epoch {epoch + 1}; "
+            f"{_last_good(run.out)}; try a lower --lr"
+        )
+    return row, val
+
+
+def _record_epoch(
+    run: _Run, epoch: int, row: dict[str, Any], val: Evaluation | None, log: Callable[[str], None]
+) -> None:
+    """Log the row, then save ``last.npz``, and ``best.npz`` if validation accuracy improved."""
+    run.metrics.append(row)
+    log(f"epoch {epoch + 1}/{run.config.epochs}: train loss {row['train_loss']:.4f} "
+        f"acc {row['train_accuracy']:.2%} | val loss {row['val_loss']:.4f} "
+        f"acc {row['val_accuracy']:.2%} | {row['seconds']:.0f} s, "
+        f"{row['images_per_second']:.0f} img/s")  # fmt: skip
+    improved = val is None or val.accuracy > run.best_val
+    if val is not None:
+        run.best_val = max(run.best_val, val.accuracy)
+    run.progress = _fresh_progress(epoch=epoch + 1)
+    state = run.snapshot()
+    _save(run.out / "last.npz", state)
+    if improved:
+        _save(run.out / "best.npz", state)
 
 
 def _fresh_progress(epoch: int) -> dict[str, Any]:
@@ -259,11 +331,12 @@ def _save(path: Path, state: dict[str, Any]) -> None:
         ) from error
 
 
-def _finish(out, model, splits, eval_transform, history, best_val, log, stop_if_requested):
+def _finish(run: _Run, log: Callable[[str], None]) -> dict[str, Any]:
     """Test the best validation model; write plots and ``summary.json``."""
-    model.load_state_dict(load_checkpoint(out / "best.npz")["model"])
-    test = evaluate(model, splits.test, eval_transform)
-    stop_if_requested()
+    out, splits, history = run.out, run.splits, run.metrics.rows
+    run.model.load_state_dict(load_checkpoint(out / "best.npz")["model"])
+    test = evaluate(run.model, splits.test, run.eval_transform)
+    run.stop_if_requested("before the final test", log)
     counts = confusion_matrix(test.labels, test.predictions, len(splits.classes))
     per_class = per_class_accuracy(counts)
     plot.history_figure(history, out / "curves.png")
@@ -272,7 +345,7 @@ def _finish(out, model, splits, eval_transform, history, best_val, log, stop_if_
     summary = {
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
-        "best_val_accuracy": best_val,
+        "best_val_accuracy": run.best_val,
         "per_class_accuracy": dict(zip(splits.classes, map(float, per_class))),
         "epochs": len(history),
         "train_seconds": float(sum(row["seconds"] for row in history)),
@@ -281,6 +354,6 @@ def _finish(out, model, splits, eval_transform, history, best_val, log, stop_if_
     }  # fmt: skip
     with atomic_write(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
-    log(f"test accuracy {test.accuracy:.2%} (best validation {best_val:.2%}); "
+    log(f"test accuracy {test.accuracy:.2%} (best validation {run.best_val:.2%}); "
         f"wrote {out}/: best.npz, last.npz, metrics.csv, curves.png, confusion.png")  # fmt: skip
     return summary
