@@ -13,7 +13,9 @@
 # - running statistics and evaluation mode, as PyTorch defines them;
 # - max pooling (the gradient goes to the window's winner) and global average pooling.
 #
-# Read beside it: `nnscratch/functional/norm.py` and `nnscratch/functional/pool.py`.
+# Read beside it: `nnscratch/functional/batch_norm.py` and `nnscratch/functional/pooling.py`
+# (the readable ops this lesson stages; the layers run their fast twins in
+# `nnscratch/functional/fast/`, tested equal to them).
 
 # %%
 import os
@@ -184,12 +186,14 @@ fig
 # The running values start at 0 and 1 and close 10% of the remaining gap per batch: after 30
 # batches `0.9^30 ≈ 4%` of the gap is left, plus the noise of the batch statistics.
 #
-# The library also has `batch_norm_relu2d_*`, the same op followed by ReLU in one pass over
-# memory; it equals `relu(batch_norm(x))`:
+# The layers run the fast twin of this op (`nnscratch/functional/fast/batch_norm.py`: numba
+# kernels that read `x` once per pass, on every core). It computes the same numbers:
 
 # %%
-y_fused, _ = F.batch_norm_relu2d_forward(x, gamma, beta, np.zeros(C), np.ones(C), training=True)
-print(f"max |fused - relu(bn(x))| = {np.abs(y_fused - np.maximum(y_lib, 0)).max():.1e}")
+from nnscratch.functional import fast
+
+y_fast, fast_cache = fast.batch_norm2d_forward(x, gamma, beta, np.zeros(C), np.ones(C), training=True)
+print(f"max |fast - readable| = {np.abs(y_fast - y_lib).max():.1e}")
 
 # %% [markdown]
 # ## 5. Max pooling
