@@ -50,7 +50,7 @@ class BranchRemoved(Module):
         convs = [m for m in block.main_path() if isinstance(m, Conv2d)]
         in_channels, out_channels = convs[0].in_channels, convs[-1].out_channels
         stride = int(np.prod([c.stride[0] for c in convs]))
-        self.activation = block.relu_out
+        self.activation = block.relu_after_add
         if in_channels == out_channels and stride == 1:
             self.method, self.shortcut = "identity", None
         elif block.residual:

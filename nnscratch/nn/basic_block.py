@@ -55,3 +55,7 @@ class BasicBlock(ResidualBlock):
 
     def last_norm(self) -> Module:
         return self.bn2
+
+    @property
+    def relu_after_add(self) -> ReLU:
+        return self.relu2

@@ -69,5 +69,5 @@ class Bottleneck(ResidualBlock):
         return self.bn3
 
     @property
-    def relu_out(self) -> ReLU:
+    def relu_after_add(self) -> ReLU:
         return self.relu3

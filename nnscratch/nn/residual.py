@@ -51,7 +51,7 @@ class ResidualBlock(Module):
             self.downsample = ZeroPadShortcut(in_channels, out_channels, stride)
 
     def main_path(self) -> list[Module]:
-        """The layers of the residual branch, in forward order (without the last ReLU)."""
+        """The layers of the residual branch, in forward order (without ``relu_after_add``)."""
         raise NotImplementedError
 
     def last_norm(self) -> Module:
@@ -59,8 +59,9 @@ class ResidualBlock(Module):
         raise NotImplementedError
 
     @property
-    def relu_out(self) -> Module:
-        return self.relu2
+    def relu_after_add(self) -> Module:
+        """The ReLU applied to main(x) + shortcut(x) (in a plain block, to main(x) alone)."""
+        raise NotImplementedError
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = x
@@ -68,10 +69,10 @@ class ResidualBlock(Module):
             out = layer(out)
         if self.residual:
             out = out + (self.downsample(x) if self.downsample is not None else x)
-        return self.relu_out(out)
+        return self.relu_after_add(out)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        d = self.relu_out.backward(dy)  # gradient at the output of the `+`
+        d = self.relu_after_add.backward(dy)  # gradient at the output of the `+`
         dx_main = d
         for layer in reversed(self.main_path()):
             dx_main = layer.backward(dx_main)
