@@ -8,8 +8,8 @@ import pytest
 
 from nnscratch import experiments
 from nnscratch.cli import main
-from nnscratch.experiments.common import forward_with_block_outputs, residual_blocks
 from nnscratch.experiments.lesion import BranchRemoved
+from nnscratch.experiments.network_parts import forward_with_block_outputs, residual_blocks
 from nnscratch.gradcheck import check_module
 from nnscratch.nn import BasicBlock, ReLU
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh

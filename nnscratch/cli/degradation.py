@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nnscratch import plot
 from nnscratch.cli.arguments.budget import add_budget_arguments, budget_kwargs
-from nnscratch.experiments import common
+from nnscratch.experiments import results
 from nnscratch.experiments.degradation import degradation
 from nnscratch.training.run_dir import check_output_dir, create_output_dir
 
@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
 def write(result: dict, out: Path) -> None:
     """The JSON, the per-step and per-evaluation CSVs and the figure of a degradation result."""
     out.mkdir(parents=True, exist_ok=True)
-    common.save_json(result, out / "degradation.json")
+    results.save_json(result, out / "degradation.json")
     curves, tests = [], []
     for run in result["runs"]:
         curves += [{"label": run["label"], "step": s, "train_loss": loss, "train_error": error}
                    for s, loss, error in zip(run["step"], run["train_loss"], run["train_error"],
                                              strict=True)]  # fmt: skip
         tests += [{"label": run["label"], **row} for row in run["eval"]]
-    common.save_csv(curves, out / "curves.csv")
-    common.save_csv(tests, out / "test.csv")
+    results.save_csv(curves, out / "curves.csv")
+    results.save_csv(tests, out / "test.csv")
     plot.degradation_figure(result, out / "degradation.png")

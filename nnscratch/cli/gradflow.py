@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from nnscratch import plot
-from nnscratch.experiments import common
+from nnscratch.cli.arguments.checks import check_positive
+from nnscratch.experiments import networks, results
 from nnscratch.experiments.gradflow import (
     DEFAULT_MODELS,
     DEFAULT_REGIMES,
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "resnet<6n+2> for any CIFAR depth (default: %(default)s)")  # fmt: skip
     p.add_argument("--regimes", nargs="+", default=list(DEFAULT_REGIMES), metavar="REGIME",
                    help=f"any of {', '.join(REGIMES)} (default: %(default)s)")  # fmt: skip
-    p.add_argument("--activation", choices=list(common.ACTIVATIONS), default="relu",
+    p.add_argument("--activation", choices=list(networks.ACTIVATIONS), default="relu",
                    help="replace every ReLU by this (default relu)")  # fmt: skip
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
     p.add_argument("--batch-size", type=int, default=32, help="images in the batch (default 32)")
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lr", type=float, default=0.01, help="learning rate of those steps (default 0.01)"
     )
-    p.add_argument("--dtype", choices=list(common.DTYPES), default="float64",
+    p.add_argument("--dtype", choices=list(networks.DTYPES), default="float64",
                    help="precision of the measurement (default float64: no underflow)")  # fmt: skip
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the weights and the batch (default 0)"
@@ -72,13 +73,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for name in args.models:
-        common.check_model_name(name)
+        networks.check_model_name(name)
     unknown = [r for r in args.regimes if r not in REGIMES]
     if unknown:
         raise ValueError(
             f"unknown regime(s) {', '.join(unknown)}; choose from {', '.join(REGIMES)}"
         )
-    common.check_positive(width=args.width, lr=args.lr)
+    check_positive(width=args.width, lr=args.lr)
     if args.batch_size < 2:
         raise ValueError(
             f"--batch-size must be at least 2 (batch norm needs it), got {args.batch_size}"
@@ -101,16 +102,16 @@ def run(args: argparse.Namespace) -> int:
 def write(result: dict, out: Path) -> None:
     """The JSON, the three CSV tables and the figures of a :func:`regimes` result."""
     out.mkdir(parents=True, exist_ok=True)
-    common.save_json(result, out / "gradflow.json")
-    common.save_csv(result["table"], out / "ratios.csv")
+    results.save_json(result, out / "gradflow.json")
+    results.save_csv(result["table"], out / "ratios.csv")
     layers, blocks = [], []
     for run in result["runs"]:
         key = {"regime": run["regime"], "model": run["config"]["model"],
                "residual": run["config"]["residual"]}  # fmt: skip
         layers += [{**key, "index": i, **conv} for i, conv in enumerate(run["convs"])]
         blocks += [{**key, **block} for block in run["blocks"]]
-    common.save_csv(layers, out / "layers.csv")
-    common.save_csv(blocks, out / "blocks.csv")
+    results.save_csv(layers, out / "layers.csv")
+    results.save_csv(blocks, out / "blocks.csv")
     plot.ratio_figure(result["table"], out / "ratios.png")
     plot.gradflow_figure(result["runs"], out / "gradflow.png")
     for model in dict.fromkeys(r["config"]["model"] for r in result["runs"]):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nnscratch import plot
 from nnscratch.cli.arguments.budget import add_budget_arguments, budget_kwargs
-from nnscratch.experiments import common
+from nnscratch.experiments import networks, results
 from nnscratch.experiments.lesion import lesion, lesion_study, summary_line
 from nnscratch.training import load_checkpoint
 from nnscratch.training.builders import dataset_split, restore_run
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                   "runs": [{"label": label, "residual": not config.plain, "training": None,
                             "lesion": result}]}  # fmt: skip
     else:
-        common.check_model_name(args.model)
+        networks.check_model_name(args.model)
         result = lesion_study(args.model, **budget_kwargs(args), seed=args.seed,
                               progress=not args.no_progress, log=print)  # fmt: skip
     out = create_output_dir(args.out, "lesion")  # None: a new runs/lesion-<date>-<time>
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
 def write(result: dict, out: Path) -> None:
     """The JSON, the per-block CSV and the bar chart of a lesion result."""
     out.mkdir(parents=True, exist_ok=True)
-    common.save_json(result, out / "lesion.json")
+    results.save_json(result, out / "lesion.json")
     rows = [{"label": run["label"], "baseline_accuracy": run["lesion"]["baseline_accuracy"], **row}
             for run in result["runs"] for row in run["lesion"]["blocks"]]  # fmt: skip
-    common.save_csv(rows, out / "lesion.csv")
+    results.save_csv(rows, out / "lesion.csv")
     plot.lesion_figure(result, out / "lesion.png")

@@ -5,21 +5,14 @@
 - :func:`degradation`: deeper plain nets train worse, residual ones do not;
 - :func:`lesion` / :func:`lesion_study`: delete one block at test time.
 
-:func:`with_activation` swaps every ReLU of a built model for tanh or sigmoid;
-:func:`to_jsonable` / :func:`save_json` / :func:`save_csv` store results.
+:func:`build_model` builds the twins and :func:`with_activation` swaps every ReLU of a
+built model for tanh or sigmoid (:mod:`.networks`); :func:`load_splits` and
+:func:`fixed_batch` give the data (:mod:`.datasets`); :func:`train_steps` trains for a
+budget of steps (:mod:`.short_training`); :func:`to_jsonable` / :func:`save_json` /
+:func:`save_csv` store results (:mod:`.results`).
 """
 
-from nnscratch.experiments.common import (
-    ACTIVATIONS,
-    build_model,
-    fixed_batch,
-    load_splits,
-    save_csv,
-    save_json,
-    to_jsonable,
-    train_steps,
-    with_activation,
-)
+from nnscratch.experiments.datasets import fixed_batch, load_splits
 from nnscratch.experiments.degradation import degradation
 from nnscratch.experiments.gradflow import (
     DEFAULT_MODELS,
@@ -30,6 +23,9 @@ from nnscratch.experiments.gradflow import (
     regimes,
 )
 from nnscratch.experiments.lesion import BranchRemoved, lesion, lesion_study
+from nnscratch.experiments.networks import ACTIVATIONS, build_model, with_activation
+from nnscratch.experiments.results import save_csv, save_json, to_jsonable
+from nnscratch.experiments.short_training import train_steps
 
 __all__ = [
     "ACTIVATIONS",

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nnscratch.experiments.common import build_model, load_splits, train_steps
+from nnscratch.experiments.datasets import load_splits
+from nnscratch.experiments.networks import build_model
+from nnscratch.experiments.short_training import train_steps
 
 
 def degradation(
@@ -46,7 +48,7 @@ def degradation(
     All runs see the same batches in the same order (one seed) and each twin pair starts
     from the same weights; only depth and the shortcuts differ. Returns ``{"config",
     "runs"}``; each run is ``{"label", "model", "depth", "residual", "parameters"}``
-    plus the curves of :func:`~nnscratch.experiments.common.train_steps` (``step``,
+    plus the curves of :func:`~nnscratch.experiments.short_training.train_steps` (``step``,
     ``train_loss``, ``train_error`` per step; ``eval`` rows with ``test_error``;
     ``diverged_at``; ``seconds``).
     """

@@ -34,16 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from nnscratch.experiments.common import (
-    build_model,
+from nnscratch.experiments.datasets import fixed_batch, load_splits
+from nnscratch.experiments.network_parts import (
     conv_layers,
-    fixed_batch,
     forward_with_block_outputs,
-    load_splits,
     residual_blocks,
-    train_steps,
     weighted_depth,
 )
+from nnscratch.experiments.networks import build_model
+from nnscratch.experiments.short_training import train_steps
 from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.utils.frobenius_norm import frobenius_norm
 
@@ -78,7 +77,7 @@ def gradient_flow(
 ) -> dict[str, Any]:
     """Measure one model's gradient flow on a fixed batch; returns plain data.
 
-    The model is built by :func:`~nnscratch.experiments.common.build_model` (same seed,
+    The model is built by :func:`~nnscratch.experiments.networks.build_model` (same seed,
     same weights for the plain twin). With ``steps > 0`` it first takes that many SGD
     steps (momentum 0.9, the given ``lr``) on batches of the dataset's training split.
 

@@ -27,7 +27,10 @@ from typing import Any
 import numpy as np
 
 from nnscratch.data import ArrayDataset
-from nnscratch.experiments.common import build_model, load_splits, residual_blocks, train_steps
+from nnscratch.experiments.datasets import load_splits
+from nnscratch.experiments.network_parts import residual_blocks
+from nnscratch.experiments.networks import build_model
+from nnscratch.experiments.short_training import train_steps
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.module import Module
@@ -117,7 +120,7 @@ def lesion_study(
     """Train ``model`` and its plain twin briefly, then lesion each block of both.
 
     Returns ``{"config", "runs"}``, each run ``{"label", "residual", "training",
-    "lesion"}``: the curves of :func:`~nnscratch.experiments.common.train_steps` and
+    "lesion"}``: the curves of :func:`~nnscratch.experiments.short_training.train_steps` and
     the result of :func:`lesion` on the test split.
     """
     config = dict(model=model, steps=steps, batch_size=batch_size, lr=lr, momentum=momentum,

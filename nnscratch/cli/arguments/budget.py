@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from nnscratch import data
-from nnscratch.experiments import common
+from nnscratch.cli.arguments.checks import check_positive
+from nnscratch.experiments import networks
 from nnscratch.nn.init import CONV_INITS
 from nnscratch.training.config import SCHEDULES
 
@@ -25,7 +26,7 @@ def add_budget_arguments(p: argparse.ArgumentParser, *, steps: int, schedule: st
     p.add_argument(
         "--init", choices=CONV_INITS, default="he", help="conv initialisation (default he)"
     )
-    p.add_argument("--activation", choices=list(common.ACTIVATIONS), default="relu",
+    p.add_argument("--activation", choices=list(networks.ACTIVATIONS), default="relu",
                    help="replace every ReLU by this (default relu)")  # fmt: skip
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
     p.add_argument("--dataset", default="synthetic",
@@ -43,9 +44,7 @@ def budget_kwargs(args: argparse.Namespace) -> dict:
         raise ValueError(
             f"unknown dataset {args.dataset!r}; choose one of {', '.join(data.names())}"
         )
-    common.check_positive(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width
-    )
+    check_positive(steps=args.steps, batch_size=args.batch_size, lr=args.lr, width=args.width)
     return {
         "steps": args.steps,
         "batch_size": args.batch_size,
