@@ -28,7 +28,10 @@ class NnRunner:
         import numpy as np
 
         from nnscratch import models, nn, optim
+        from nnscratch.functional.tiers import ops
 
+        ops()  # the layers import their tier (numba for the fast one) on first use: do it
+        # now, so that the memory baseline after setup holds it, as it holds the rest
         self.np, self.nn = np, nn
         self.config = config
         self.model = models.create(config.model, **config.model_kwargs()).to(config.dtype)
