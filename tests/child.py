@@ -47,9 +47,14 @@ def run_child(
 
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(
-            [sys.executable, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=out, stderr=err, preexec_fn=limit_address_space,
-        )  # fmt: skip
+            [sys.executable, *args],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            preexec_fn=limit_address_space,
+        )
         timer = threading.Timer(timeout, os.kill, (process.pid, signal.SIGKILL))
         timer.start()
         try:

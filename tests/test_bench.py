@@ -11,8 +11,21 @@ import pytest
 
 from nnscratch import bench, cli
 
-TINY = ["--model", "resnet20", "--width", "0.25", "--batch-size", "4", "--image-size", "8",
-        "--steps", "1", "--warmup", "1", "--json"]  # fmt: skip
+TINY = [
+    "--model",
+    "resnet20",
+    "--width",
+    "0.25",
+    "--batch-size",
+    "4",
+    "--image-size",
+    "8",
+    "--steps",
+    "1",
+    "--warmup",
+    "1",
+    "--json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +86,11 @@ def test_torch_twin_has_the_same_architecture():
     torch = pytest.importorskip("torch")
     from nnscratch import models
 
-    for name, kwargs in [("resnet18", {"stem": "cifar"}), ("resnet20", {"width": 0.5}),
-                         ("resnet50", {"stem": "imagenet", "width": 0.25})]:  # fmt: skip
+    for name, kwargs in [
+        ("resnet18", {"stem": "cifar"}),
+        ("resnet20", {"width": 0.5}),
+        ("resnet50", {"stem": "imagenet", "width": 0.25}),
+    ]:
         config = bench.BenchConfig(model=name, num_classes=7, **kwargs)
         model = models.create(name, **config.model_kwargs())
         twin = bench.torch_module(bench.architecture_spec(model))

@@ -298,14 +298,23 @@ def test_site_builds_in_strict_mode(tmp_path) -> None:
         pytest.importorskip(module)
     site = tmp_path / "site"
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-         str(ROOT / "mkdocs.yml"), "--site-dir", str(site)],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
         cwd=ROOT,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
         capture_output=True,
         text=True,
         timeout=600,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stderr[-6000:]}"
     cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     assert "nnscratch train" in cli and "--epochs" in cli and "nnscratch:cli" not in cli

@@ -61,10 +61,12 @@ def test_forward_with_block_outputs_is_the_model_forward():
 
 
 def test_classic_init_without_bn_plain_vanishes_residual_stays_level():
-    plain = experiments.gradient_flow("resnet20", residual=False, batch_norm=False,
-                                      init="torch", **TINY)  # fmt: skip
-    residual = experiments.gradient_flow("resnet20", residual=True, batch_norm=False,
-                                         init="torch", **TINY)  # fmt: skip
+    plain = experiments.gradient_flow(
+        "resnet20", residual=False, batch_norm=False, init="torch", **TINY
+    )
+    residual = experiments.gradient_flow(
+        "resnet20", residual=True, batch_norm=False, init="torch", **TINY
+    )
     assert plain["ratio"] < 1e-4  # orders of magnitude: the first layers get almost nothing
     assert 1 / 20 < residual["ratio"] < 20
     assert plain["depth"] == residual["depth"] == 20
@@ -87,8 +89,11 @@ def test_with_bn_plain_ratio_grows_with_depth_residual_stays_moderate():
 def test_regimes_table_and_bad_input():
     result = experiments.regimes(["resnet8"], ["no_bn_he", "bn_he"], **TINY)
     assert [(r["regime"], r["residual"]) for r in result["table"]] == [
-        ("no_bn_he", False), ("no_bn_he", True), ("bn_he", False), ("bn_he", True)
-    ]  # fmt: skip
+        ("no_bn_he", False),
+        ("no_bn_he", True),
+        ("bn_he", False),
+        ("bn_he", True),
+    ]
     assert len(result["runs"]) == 4
     assert "BN, He init" in experiments.format_table(result["table"])
     json.dumps(experiments.to_jsonable(result), allow_nan=False)
@@ -141,10 +146,18 @@ def test_measurement_state_is_restored_and_float32_is_available():
 
 
 def test_to_jsonable_makes_strict_json():
-    value = {"a": np.arange(3), "b": (np.float64(1.5), float("inf")), "c": np.bool_(True),
-             1: float("nan")}  # fmt: skip
-    assert experiments.to_jsonable(value) == {"a": [0, 1, 2], "b": [1.5, None], "c": True,
-                                              "1": None}  # fmt: skip
+    value = {
+        "a": np.arange(3),
+        "b": (np.float64(1.5), float("inf")),
+        "c": np.bool_(True),
+        1: float("nan"),
+    }
+    assert experiments.to_jsonable(value) == {
+        "a": [0, 1, 2],
+        "b": [1.5, None],
+        "c": True,
+        "1": None,
+    }
 
 
 # ------------------------------------------------------------------ lesion
@@ -179,16 +192,51 @@ def test_branch_removed_is_the_block_without_its_main_branch(rng):
 
 def test_cli_commands_write_their_files(tmp_path, capsys):
     out = tmp_path / "gf"
-    assert main(["gradflow", "--models", "resnet8", "--regimes", "no_bn_torch", "bn_he",
-                 "--width", "0.25", "--batch-size", "4", "--out", str(out)]) == 0  # fmt: skip
-    for name in ("gradflow.json", "ratios.csv", "layers.csv", "blocks.csv", "ratios.png",
-                 "gradflow.png", "ledger-resnet8.png"):  # fmt: skip
+    assert (
+        main(
+            [
+                "gradflow",
+                "--models",
+                "resnet8",
+                "--regimes",
+                "no_bn_torch",
+                "bn_he",
+                "--width",
+                "0.25",
+                "--batch-size",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "gradflow.json",
+        "ratios.csv",
+        "layers.csv",
+        "blocks.csv",
+        "ratios.png",
+        "gradflow.png",
+        "ledger-resnet8.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert "no BN, PyTorch default init" in capsys.readouterr().out
 
     out = tmp_path / "dg"
-    tiny = ["--width", "0.25", "--batch-size", "8", "--n-train", "32", "--n-test", "16",
-            "--steps", "2", "--no-progress"]  # fmt: skip
+    tiny = [
+        "--width",
+        "0.25",
+        "--batch-size",
+        "8",
+        "--n-train",
+        "32",
+        "--n-test",
+        "16",
+        "--steps",
+        "2",
+        "--no-progress",
+    ]
     assert main(["degradation", "--depths", "8", "14", *tiny, "--out", str(out)]) == 0
     runs = json.loads((out / "degradation.json").read_text())["runs"]
     assert [r["label"] for r in runs] == ["plain-8", "residual-8", "plain-14", "residual-14"]
@@ -200,18 +248,30 @@ def test_cli_commands_write_their_files(tmp_path, capsys):
     assert main(["lesion", "--model", "resnet8", *tiny, "--out", str(out)]) == 0
     runs = json.loads((out / "lesion.json").read_text())["runs"]
     assert [len(r["lesion"]["blocks"]) for r in runs] == [3, 3]
-    assert [r["method"] for r in runs[1]["lesion"]["blocks"]] == ["identity", "zero_pad",
-                                                                   "zero_pad"]  # fmt: skip
+    assert [r["method"] for r in runs[1]["lesion"]["blocks"]] == [
+        "identity",
+        "zero_pad",
+        "zero_pad",
+    ]
     assert (out / "lesion.png").stat().st_size > 0 and (out / "lesion.csv").stat().st_size > 0
 
 
 def test_lesion_command_on_a_checkpoint_of_nnscratch_train(tmp_path):
-    config = TrainConfig(model="resnet20", width=0.25, n_train=40, n_test=20, batch_size=16,
-                         epochs=1, val_fraction=0.25, out_dir=str(tmp_path / "run"))  # fmt: skip
+    config = TrainConfig(
+        model="resnet20",
+        width=0.25,
+        n_train=40,
+        n_test=20,
+        batch_size=16,
+        epochs=1,
+        val_fraction=0.25,
+        out_dir=str(tmp_path / "run"),
+    )
     train(config, progress=False, log=lambda s: None)
     out = tmp_path / "ls"
-    assert main(["lesion", "--checkpoint", str(tmp_path / "run" / "best.npz"),
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(["lesion", "--checkpoint", str(tmp_path / "run" / "best.npz"), "--out", str(out)]) == 0
+    )
     (run,) = json.loads((out / "lesion.json").read_text())["runs"]
     assert run["label"] == "residual resnet20" and len(run["lesion"]["blocks"]) == 9
 

@@ -82,9 +82,13 @@ def test_batch_norm_float32_statistics_survive_a_large_offset(rng):
     x = (1000 + rng.standard_normal((16, 2, 16, 16))).astype(np.float32)
     C = 2
     y, cache = fast.batch_norm2d_forward(
-        x, np.ones(C, np.float32), np.zeros(C, np.float32), np.zeros(C, np.float32),
-        np.ones(C, np.float32), training=True,
-    )  # fmt: skip
+        x,
+        np.ones(C, np.float32),
+        np.zeros(C, np.float32),
+        np.zeros(C, np.float32),
+        np.ones(C, np.float32),
+        training=True,
+    )
     x64 = x.astype(np.float64)
     np.testing.assert_allclose(cache.mean, x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     np.testing.assert_allclose(y.var(axis=(0, 2, 3), dtype=np.float64), 1, rtol=1e-3)

@@ -55,7 +55,9 @@ def test_same_logits_gradients_and_running_stats(make, rng):
     model.eval()
     twin.eval()
     with torch.no_grad():
-        np.testing.assert_allclose(model(x), twin(torch.from_numpy(x)).numpy(), rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(
+            model(x), twin(torch.from_numpy(x)).numpy(), rtol=1e-9, atol=1e-10
+        )
 
 
 def test_float32_gradients_as_accurate_as_pytorchs(rng):

@@ -167,9 +167,15 @@ def test_state_dict_names_round_trip_and_strictness(rng):
     a(rng.standard_normal((2, 3, 3, 3)).astype(np.float32))  # move the running stats
     sd = a.state_dict()
     assert list(sd) == [
-        "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-        "1.num_batches_tracked", "3.weight", "3.bias",
-    ]  # fmt: skip
+        "0.weight",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+        "3.weight",
+        "3.bias",
+    ]
     assert sd["1.num_batches_tracked"].dtype == np.int64 and sd["1.num_batches_tracked"] == 1
     sd["0.weight"][...] = 0  # a copy: the model is untouched
     assert a.state_dict()["0.weight"].any()

@@ -57,10 +57,16 @@ def test_committed_notebook_is_a_lesson_with_outputs(name):
     assert any("import" in c.source and "nnscratch" in c.source for c in code)
     outputs = [o for c in code for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"], "committed with an error"
-    assert not [o for o in outputs if o.get("name") == "stderr"], "warnings in the committed outputs"
+    assert not [o for o in outputs if o.get("name") == "stderr"], (
+        "warnings in the committed outputs"
+    )
     assert all(c.outputs for c in code), "every code cell was executed (run --full)"
-    assert "full mode" in "".join(o.get("text", "") for o in code[0].outputs), "outputs of a full run"
-    images = [base64.b64decode(o.data["image/png"]) for o in outputs if "image/png" in o.get("data", {})]
+    assert "full mode" in "".join(o.get("text", "") for o in code[0].outputs), (
+        "outputs of a full run"
+    )
+    images = [
+        base64.b64decode(o.data["image/png"]) for o in outputs if "image/png" in o.get("data", {})
+    ]
     assert images, "every lesson ends its beats with a picture"
     assert (NOTEBOOKS / f"{name}.ipynb").stat().st_size < 1_500_000
 
@@ -88,7 +94,9 @@ def test_prose_refresh_keeps_outputs_and_refuses_changed_code(monkeypatch):
     refreshed = runner.refresh_prose(name)
     assert runner.cells_of(refreshed) == runner.cells_of(built)
     committed = _read(name)
-    assert [c.get("outputs") for c in refreshed.cells] == [c.get("outputs") for c in committed.cells]
+    assert [c.get("outputs") for c in refreshed.cells] == [
+        c.get("outputs") for c in committed.cells
+    ]
 
     next(c for c in built.cells if c.cell_type == "code").source += "\nx = 1"
     with pytest.raises(SystemExit, match="code cells changed"):

@@ -22,8 +22,23 @@ from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.training import load_checkpoint, save_checkpoint
 from nnscratch.training.run_dir import lock_run_dir
 
-TINY = ["--model", "resnet20", "--width", "0.25", "--n-train", "240", "--n-test", "40",
-        "--batch-size", "32", "--seed", "3", "--epochs", "2", "--no-progress"]  # fmt: skip
+TINY = [
+    "--model",
+    "resnet20",
+    "--width",
+    "0.25",
+    "--n-train",
+    "240",
+    "--n-test",
+    "40",
+    "--batch-size",
+    "32",
+    "--seed",
+    "3",
+    "--epochs",
+    "2",
+    "--no-progress",
+]
 BATCHES_PER_EPOCH = 6  # 216 training images in batches of 32
 
 
@@ -218,12 +233,15 @@ def test_out_naming_a_file_or_a_path_under_one_is_one_line(tmp_path, capsys):
     assert a_file.read_text() == "mine"
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--depth", "-1"], "--depth must be at least 1"),
-    (["--num-classes", "0"], "num_classes must be a positive integer"),
-    (["--in-channels", "0"], "in_channels must be a positive integer"),
-    (["--width", "100"], "GiB of memory"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--depth", "-1"], "--depth must be at least 1"),
+        (["--num-classes", "0"], "num_classes must be a positive integer"),
+        (["--in-channels", "0"], "in_channels must be a positive integer"),
+        (["--width", "100"], "GiB of memory"),
+    ],
+)
 def test_summary_refuses_impossible_sizes(argv, fragment, capsys):
     assert main(["summary", "resnet18", *argv]) == 2
     one_error_line(capsys, fragment)
@@ -275,8 +293,9 @@ def mounted_tmpfs(tmp_path):
     def mount(options: str) -> Path:
         point = tmp_path / f"mnt{len(mounts)}"
         point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
-                              capture_output=True)  # fmt: skip
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
         mounts.append(point)
@@ -303,8 +322,9 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(mounted_tmpfs, capsy
 
 def test_the_cli_runs_as_a_module_with_one_line_errors():
     """The same through a real process: nothing is swallowed by the in-process tests."""
-    done = subprocess.run([sys.executable, "-m", "nnscratch", "train", "--seed", "-1"],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "nnscratch", "train", "--seed", "-1"], capture_output=True, text=True
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--seed" in done.stderr
 
 

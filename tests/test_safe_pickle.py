@@ -88,13 +88,16 @@ DTYPE_F8 = global_op("numpy", "dtype") + pickle.dumps(("f8", False, True), proto
         # object pointers.
         (DTYPE_F8 + build_op((3, "<", None, None, None, -1, -1, 63)), "dtype"),
         # np.dtype("f8", copy=False) is NumPy's own float64, shared by the whole process.
-        (DTYPE_F8.replace(b"\x89\x88", b"\x89\x89") + build_op((3, "<", None, None, None, -1, -1, 0)),
-         "shared"),
+        (
+            DTYPE_F8.replace(b"\x89\x88", b"\x89\x89")
+            + build_op((3, "<", None, None, None, -1, -1, 0)),
+            "shared",
+        ),
         # A datetime dtype's state that makes NumPy 2.4 crash.
         (DTYPE_F8.replace(b"f8", b"M8") + build_op((3, "<", None, None, None, -1, -1, 0)), "dtype"),
     ],
     ids=["object-flag", "singleton", "datetime"],
-)  # fmt: skip
+)
 def test_crafted_dtype_state_is_refused(data, cause):
     code = (
         "import io, sys\n"
@@ -115,10 +118,15 @@ def test_crafted_dtype_state_is_refused(data, cause):
 @pytest.mark.parametrize("protocol", [2, 5])
 @pytest.mark.parametrize(
     "array",
-    [np.arange(6, dtype=">f8").reshape(2, 3), np.asfortranarray(np.eye(3, dtype=np.float32)),
-     np.array([b"ab", b"c"]), np.array(["x", "yz"]), np.arange(4, dtype=np.uint8)],
+    [
+        np.arange(6, dtype=">f8").reshape(2, 3),
+        np.asfortranarray(np.eye(3, dtype=np.float32)),
+        np.array([b"ab", b"c"]),
+        np.array(["x", "yz"]),
+        np.arange(4, dtype=np.uint8),
+    ],
     ids=["big-endian", "fortran", "bytes", "str", "uint8"],
-)  # fmt: skip
+)
 def test_numpy_pickles_still_load_as_pickle_loads_them(array, protocol):
     data = pickle.dumps({"data": array, "labels": [1, 2]}, protocol=protocol)
     loaded, expected = load_numpy_pickle(data), pickle.loads(data)

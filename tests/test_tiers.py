@@ -89,7 +89,9 @@ def test_relu_tiers_agree(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), ((3, 2), (1, 2), (1, 0))])
+@pytest.mark.parametrize(
+    "kernel, stride, padding", [(2, 2, 0), (3, 2, 1), (3, 1, 1), ((3, 2), (1, 2), (1, 0))]
+)
 def test_max_pool_tiers_agree_with_ties(kernel, stride, padding, dtype, rng):
     x = rng.integers(-2, 3, (2, 3, 7, 6)).astype(dtype)  # few values: many tied windows
     kwargs = {"kernel_size": kernel, "stride": stride, "padding": padding}

@@ -16,8 +16,21 @@ from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.training import TrainConfig, TrainingDiverged, load_checkpoint, train
 
 TINY = dict(model="resnet20", width=0.25, n_train=240, n_test=40, batch_size=32, epochs=2, seed=3)
-TINY_FLAGS = ["--model", "resnet20", "--width", "0.25", "--n-train", "240", "--n-test", "40",
-              "--batch-size", "32", "--seed", "3", "--no-progress"]  # fmt: skip
+TINY_FLAGS = [
+    "--model",
+    "resnet20",
+    "--width",
+    "0.25",
+    "--n-train",
+    "240",
+    "--n-test",
+    "40",
+    "--batch-size",
+    "32",
+    "--seed",
+    "3",
+    "--no-progress",
+]
 
 
 def weights(path):
@@ -33,8 +46,16 @@ def finished_run(tmp_path_factory):
 
 def test_run_writes_everything(finished_run):
     out, summary = finished_run
-    for name in ("config.json", "metrics.csv", "metrics.json", "last.npz", "best.npz",
-                 "curves.png", "confusion.png", "summary.json"):  # fmt: skip
+    for name in (
+        "config.json",
+        "metrics.csv",
+        "metrics.json",
+        "last.npz",
+        "best.npz",
+        "curves.png",
+        "confusion.png",
+        "summary.json",
+    ):
         assert (out / name).is_file(), name
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = json.loads((out / "metrics.json").read_text())
@@ -61,8 +82,17 @@ def test_ctrl_c_saves_and_resume_equals_uninterrupted(finished_run, tmp_path):
     """Interrupt the CLI mid-epoch with SIGINT, resume it, compare with the uninterrupted run."""
     out, _ = finished_run
     run_dir = tmp_path / "interrupted"
-    command = [sys.executable, "-m", "nnscratch", "train", *TINY_FLAGS, "--epochs", "2",
-               "--out", str(run_dir)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "nnscratch",
+        "train",
+        *TINY_FLAGS,
+        "--epochs",
+        "2",
+        "--out",
+        str(run_dir),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while (
@@ -136,8 +166,12 @@ def test_evaluate_and_extract_commands(finished_run, tmp_path, capsys):
 
 def test_transfer_learning_from_a_checkpoint_with_frozen_backbone(finished_run, tmp_path):
     out, _ = finished_run
-    config = TrainConfig(**{**TINY, "epochs": 1}, init_from=str(out / "best.npz"), freeze_backbone=True,
-                         out_dir=str(tmp_path))  # fmt: skip
+    config = TrainConfig(
+        **{**TINY, "epochs": 1},
+        init_from=str(out / "best.npz"),
+        freeze_backbone=True,
+        out_dir=str(tmp_path),
+    )
     train(config, progress=False, log=lambda s: None)
     before, after = weights(out / "best.npz"), weights(tmp_path / "last.npz")
     for key in before:
@@ -149,8 +183,22 @@ def test_transfer_learning_from_a_checkpoint_with_frozen_backbone(finished_run, 
 def test_a_run_without_batch_norm_and_its_checkpoint_keep_the_model_options(tmp_path, capsys):
     """--no-bn --init torch trains a net with no batch norm and conv biases; evaluate
     rebuilds the very same net from the checkpoint's config."""
-    assert main(["train", *TINY_FLAGS, "--epochs", "1", "--no-bn", "--init", "torch",
-                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "train",
+                *TINY_FLAGS,
+                "--epochs",
+                "1",
+                "--no-bn",
+                "--init",
+                "torch",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     state = weights(tmp_path / "best.npz")
     assert not [k for k in state if "bn" in k or "running" in k]
     assert "conv1.bias" in state and "layer1.0.conv1.bias" in state
@@ -180,7 +228,10 @@ def test_init_schemes_draw_different_weights():
         (["train", "--model", "resnet19"], "unknown model 'resnet19'"),
         (["train", "--resume", "/nonexistent/run"], "not found"),
         (["train", "--init-from", "/nonexistent.pth", *TINY_FLAGS], "not found"),
-        (["train", "--batch-size", "0"], "batch_size (--batch-size) must be an integer of at least 1"),
+        (
+            ["train", "--batch-size", "0"],
+            "batch_size (--batch-size) must be an integer of at least 1",
+        ),
         (["train", "--width", "-1"], "width (--width) must be a finite number above 0"),
         (["train", "--dataset", "folder", "--data-dir", "/nonexistent/folder"], "nonexistent"),
         (["evaluate", "/nonexistent.npz"], "not found"),
@@ -203,8 +254,19 @@ def test_a_bad_thread_count_is_one_line_before_any_work(capsys, tmp_path, monkey
 
 def test_a_run_that_cannot_start_leaves_no_directory(capsys, tmp_path):
     """A batch larger than the training split fails before anything is written."""
-    argv = ["train", "--model", "resnet20", "--width", "0.25", "--n-train", "100",
-            "--n-test", "20", "--out", str(tmp_path / "run")]  # fmt: skip
+    argv = [
+        "train",
+        "--model",
+        "resnet20",
+        "--width",
+        "0.25",
+        "--n-train",
+        "100",
+        "--n-test",
+        "20",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 2
     assert "leaves no batch" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
@@ -215,6 +277,20 @@ def test_train_help_lists_options_and_examples(capsys):
         main(["train", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--dataset", "--model", "--stem", "--width", "--epochs", "--batch-size", "--optimizer",
-                   "--lr", "--schedule", "--crop", "--seed", "--out", "--resume", "examples:"):  # fmt: skip
+    for option in (
+        "--dataset",
+        "--model",
+        "--stem",
+        "--width",
+        "--epochs",
+        "--batch-size",
+        "--optimizer",
+        "--lr",
+        "--schedule",
+        "--crop",
+        "--seed",
+        "--out",
+        "--resume",
+        "examples:",
+    ):
         assert option in text

@@ -70,9 +70,14 @@ def global_op(module: str, name: str) -> bytes:
 def tensor_op(key: str, numel: int, size: tuple, stride: tuple, offset: int = 0) -> bytes:
     """Opcodes for ``_rebuild_tensor_v2(<FloatStorage key>, offset, size, stride, ...)``."""
     storage = (
-        b"(" + piece("storage") + global_op("torch", "FloatStorage") + piece(key)
-        + piece("cpu") + piece(numel) + b"tQ"  # MARK ... TUPLE, BINPERSID
-    )  # fmt: skip
+        b"("
+        + piece("storage")
+        + global_op("torch", "FloatStorage")
+        + piece(key)
+        + piece("cpu")
+        + piece(numel)
+        + b"tQ"  # MARK ... TUPLE, BINPERSID
+    )
     hooks = global_op("collections", "OrderedDict") + b")R"
     args = b"(" + storage + piece(offset) + piece(size) + piece(stride) + b"\x89" + hooks + b"t"
     return global_op("torch._utils", "_rebuild_tensor_v2") + args + b"R"
@@ -111,8 +116,9 @@ READ_PTH = "nnscratch.io.load_torch_checkpoint"
 def test_pth_zero_stride_tensor_is_refused(tmp_path, baseline_mb):
     # One float in the file; the tensor views it 500 million times (1.9 GB before).
     path = tmp_path / "stride0.pth"
-    write_zip_pth(path, state_dict_pickle({"w": tensor_op("0", 1, (500_000_000,), (0,))}),
-                  {"0": bytes(4)})  # fmt: skip
+    write_zip_pth(
+        path, state_dict_pickle({"w": tensor_op("0", 1, (500_000_000,), (0,))}), {"0": bytes(4)}
+    )
     assert_refused(READ_PTH, path, "stride (0,)", baseline_mb)
 
 
@@ -121,8 +127,9 @@ def test_pth_many_tensors_sharing_one_storage_are_refused(tmp_path, baseline_mb)
     numel = 1 << 18
     tensors = {f"t{i}": tensor_op("0", numel, (numel,), (1,)) for i in range(2000)}
     path = tmp_path / "shared.pth"
-    write_zip_pth(path, state_dict_pickle(tensors), {"0": bytes(4 * numel)},
-                  compression=zipfile.ZIP_DEFLATED)  # fmt: skip
+    write_zip_pth(
+        path, state_dict_pickle(tensors), {"0": bytes(4 * numel)}, compression=zipfile.ZIP_DEFLATED
+    )
     assert path.stat().st_size < 100_000
     assert_refused(READ_PTH, path, "bytes of storage", baseline_mb)
 
@@ -138,8 +145,7 @@ def test_pth_deflated_storage_bomb_is_refused(tmp_path, baseline_mb):
 
 def test_pth_storage_size_must_match_its_member_before_reading(tmp_path):
     path = tmp_path / "short.pth"
-    write_zip_pth(path, state_dict_pickle({"w": tensor_op("0", 10, (10,), (1,))}),
-                  {"0": bytes(12)})  # fmt: skip
+    write_zip_pth(path, state_dict_pickle({"w": tensor_op("0", 10, (10,), (1,))}), {"0": bytes(12)})
     with pytest.raises(ValueError, match=r"short\.pth: .*storage '0' holds 12 bytes, expected 10"):
         nnio.load_torch_checkpoint(path)
 
@@ -193,9 +199,12 @@ def npz_bomb(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize(
     "reader",
-    ["nnscratch.io.load", "nnscratch.training.checkpoint.load_checkpoint",
-     "nnscratch.training.checkpoint.load_weights"],
-)  # fmt: skip
+    [
+        "nnscratch.io.load",
+        "nnscratch.training.checkpoint.load_checkpoint",
+        "nnscratch.training.checkpoint.load_weights",
+    ],
+)
 def test_npz_zip_bomb_is_refused(npz_bomb, reader, baseline_mb):
     assert_refused(reader, npz_bomb, "decompress", baseline_mb)
 
@@ -218,8 +227,11 @@ def test_npz_object_arrays_are_refused(tmp_path):
 
 def test_npz_compressed_trained_weights_still_load(tmp_path):
     rng = np.random.default_rng(0)
-    state = {"conv.weight": rng.standard_normal((64, 64, 3, 3)).astype(np.float32),
-             "bn.num_batches_tracked": np.array(5), "fortran": np.asfortranarray(np.eye(3))}  # fmt: skip
+    state = {
+        "conv.weight": rng.standard_normal((64, 64, 3, 3)).astype(np.float32),
+        "bn.num_batches_tracked": np.array(5),
+        "fortran": np.asfortranarray(np.eye(3)),
+    }
     np.savez_compressed(tmp_path / "w.npz", **state)
     loaded = nnio.load(tmp_path / "w.npz")
     assert list(loaded) == list(state)

@@ -88,9 +88,14 @@ def test_an_error_in_a_share_waits_for_the_others_then_propagates(monkeypatch):
 
 @pytest.mark.parametrize(
     "value, message",
-    [("0", "positive integer"), ("-2", "positive integer"), ("two", "positive integer"),
-     ("5", "more than the 4 cores"), ("1200", "more than the 4 cores")],
-)  # fmt: skip
+    [
+        ("0", "positive integer"),
+        ("-2", "positive integer"),
+        ("two", "positive integer"),
+        ("5", "more than the 4 cores"),
+        ("1200", "more than the 4 cores"),
+    ],
+)
 def test_a_bad_thread_count_is_named(value, message, monkeypatch):
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", value)
     with pytest.raises(ValueError, match=f"NNSCRATCH_NUM_THREADS.*{message}"):
@@ -108,7 +113,10 @@ def _norm_and_relu_results(rng):
     """Forward and backward of batch norm (train, eval) and ReLU."""
     x = rng.standard_normal((5, 3, 4, 6)).astype(np.float32)
     dy = rng.standard_normal(x.shape).astype(np.float32)
-    gamma, beta = rng.uniform(0.5, 1.5, 3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    gamma, beta = (
+        rng.uniform(0.5, 1.5, 3).astype(np.float32),
+        rng.standard_normal(3).astype(np.float32),
+    )
     out = []
     for training in (True, False):
         stats = [np.full(3, 0.3, np.float32), np.full(3, 2.0, np.float32)]

@@ -70,8 +70,15 @@ def thread_pools() -> list[dict]:
     """threadpoolctl's view of the BLAS/OpenMP pools (which kernel, how many threads)."""
     from threadpoolctl import threadpool_info
 
-    keys = ("user_api", "internal_api", "prefix", "version", "num_threads", "architecture",
-            "threading_layer")  # fmt: skip
+    keys = (
+        "user_api",
+        "internal_api",
+        "prefix",
+        "version",
+        "num_threads",
+        "architecture",
+        "threading_layer",
+    )
     return [{k: info.get(k) for k in keys if k in info} for info in threadpool_info()]
 
 

@@ -8,8 +8,12 @@ from nnscratch.bench.nnscratch_runner import CATEGORIES
 def format_table(result: dict) -> str:
     """The result as a human-readable table."""
     c = result["config"]
-    stem = f" (stem={c['stem']})" if c["model"].startswith("resnet") and c["model"] in (
-        "resnet18", "resnet34", "resnet50", "resnet101", "resnet152") else ""  # fmt: skip
+    stem = (
+        f" (stem={c['stem']})"
+        if c["model"].startswith("resnet")
+        and c["model"] in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+        else ""
+    )
     lines = [
         f"nnscratch bench: {c['model']}{stem}, width {c['width']:g}, batch {c['batch_size']}, "
         f"{c['in_channels']}x{c['image_size']}x{c['image_size']}, {c['dtype']}, "
@@ -23,16 +27,21 @@ def format_table(result: dict) -> str:
         cells = [format(v, fmt) if v is not None else "-" for v in values]
         r = ratio.get(key)
         lines.append(
-            f"  {label:<34}" + "".join(f"{cell:>12}" for cell in cells)
+            f"  {label:<34}"
+            + "".join(f"{cell:>12}" for cell in cells)
             + (f"{r:>10.2f}" if r is not None else "")
-        )  # fmt: skip
+        )
 
     header = f"  {'':<34}{'nnscratch':>12}" + (f"{'torch':>12}{'ratio':>10}" if torch else "")
     lines += ["", header]
     row("train images/s", "train_images_per_s", lambda r: r["train"]["images_per_s"], ".1f")
     row("inference images/s", "infer_images_per_s", lambda r: r["infer"]["images_per_s"], ".1f")
-    row("train step peak memory (MiB)", "train_step_peak_memory",
-        lambda r: r["memory"]["step_peak_mib"], ".0f")  # fmt: skip
+    row(
+        "train step peak memory (MiB)",
+        "train_step_peak_memory",
+        lambda r: r["memory"]["step_peak_mib"],
+        ".0f",
+    )
     row("  baseline after setup (MiB)", "", lambda r: r["memory"]["baseline_mib"], ".0f")
     if "startup" in nn:
 
@@ -40,10 +49,18 @@ def format_table(result: dict) -> str:
             s = r["startup"]
             return s.get("second_process", s["first_process"])
 
-        row("start -> first step end (s)", "start_to_first_step_end",
-            lambda r: latest(r)["start_to_first_step_end_s"], ".2f")  # fmt: skip
-        row("  start -> first step start (s)", "",
-            lambda r: latest(r)["start_to_first_step_start_s"], ".2f")  # fmt: skip
+        row(
+            "start -> first step end (s)",
+            "start_to_first_step_end",
+            lambda r: latest(r)["start_to_first_step_end_s"],
+            ".2f",
+        )
+        row(
+            "  start -> first step start (s)",
+            "",
+            lambda r: latest(r)["start_to_first_step_start_s"],
+            ".2f",
+        )
         row("  first step (s)", "", lambda r: latest(r)["first_step_s"], ".2f")
         row("  warm step (s)", "warm_step", lambda r: latest(r)["warm_step_s"], ".2f")
         first = nn["startup"]["first_process"]

@@ -31,21 +31,43 @@ def _spec(m) -> dict:
             "residual": m.residual,
         }
     if isinstance(m, nn.Conv2d):
-        return {"type": "Conv2d", "in_channels": m.in_channels, "out_channels": m.out_channels,
-                "kernel_size": list(m.kernel_size), "stride": list(m.stride),
-                "padding": list(m.padding), "bias": m.bias is not None}  # fmt: skip
+        return {
+            "type": "Conv2d",
+            "in_channels": m.in_channels,
+            "out_channels": m.out_channels,
+            "kernel_size": list(m.kernel_size),
+            "stride": list(m.stride),
+            "padding": list(m.padding),
+            "bias": m.bias is not None,
+        }
     if isinstance(m, nn.BatchNorm2d):
-        return {"type": "BatchNorm2d", "num_features": m.num_features, "eps": m.eps,
-                "momentum": m.momentum}  # fmt: skip
+        return {
+            "type": "BatchNorm2d",
+            "num_features": m.num_features,
+            "eps": m.eps,
+            "momentum": m.momentum,
+        }
     if isinstance(m, nn.MaxPool2d):
-        return {"type": "MaxPool2d", "kernel_size": list(m.kernel_size), "stride": list(m.stride),
-                "padding": list(m.padding)}  # fmt: skip
+        return {
+            "type": "MaxPool2d",
+            "kernel_size": list(m.kernel_size),
+            "stride": list(m.stride),
+            "padding": list(m.padding),
+        }
     if isinstance(m, nn.Linear):
-        return {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features,
-                "bias": m.bias is not None}  # fmt: skip
+        return {
+            "type": "Linear",
+            "in_features": m.in_features,
+            "out_features": m.out_features,
+            "bias": m.bias is not None,
+        }
     if isinstance(m, nn.ZeroPadShortcut):
-        return {"type": "ZeroPadShortcut", "in_channels": m.in_channels,
-                "out_channels": m.out_channels, "stride": m.stride}  # fmt: skip
+        return {
+            "type": "ZeroPadShortcut",
+            "in_channels": m.in_channels,
+            "out_channels": m.out_channels,
+            "stride": m.stride,
+        }
     if isinstance(m, nn.Sequential):
         return {"type": "Sequential", "children": [_spec(c) for c in m]}
     for cls in (nn.ReLU, nn.Identity, nn.Flatten, nn.AdaptiveAvgPool2d):
@@ -90,8 +112,14 @@ def torch_module(spec: dict):
             shortcut = build(s["shortcut"]) if s["shortcut"] is not None else None
             return Residual(tnn.Sequential(*[build(c) for c in s["main"]]), shortcut, s["residual"])
         if t == "Conv2d":
-            return tnn.Conv2d(s["in_channels"], s["out_channels"], tuple(s["kernel_size"]),
-                              tuple(s["stride"]), tuple(s["padding"]), bias=s["bias"])  # fmt: skip
+            return tnn.Conv2d(
+                s["in_channels"],
+                s["out_channels"],
+                tuple(s["kernel_size"]),
+                tuple(s["stride"]),
+                tuple(s["padding"]),
+                bias=s["bias"],
+            )
         if t == "BatchNorm2d":
             return tnn.BatchNorm2d(s["num_features"], eps=s["eps"], momentum=s["momentum"])
         if t == "MaxPool2d":

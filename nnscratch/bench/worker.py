@@ -33,8 +33,13 @@ from nnscratch.bench.torch_twin import TorchRunner
 def _worker_env(threads: int, blas_thread_timeout: int | None) -> dict:
     """The environment of a worker: every thread pool sized to ``threads``."""
     env = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                 "NUMBA_NUM_THREADS", "NNSCRATCH_NUM_THREADS"):  # fmt: skip
+    for name in (
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMBA_NUM_THREADS",
+        "NNSCRATCH_NUM_THREADS",
+    ):
         env[name] = str(threads)
     if blas_thread_timeout is not None:
         env["OPENBLAS_THREAD_TIMEOUT"] = str(blas_thread_timeout)

@@ -16,8 +16,7 @@ from nnscratch.functional.fast.workers import num_workers
 from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
 
-COMMANDS = ("train", "evaluate", "extract", "summary", "bench",
-            "gradflow", "degradation", "lesion")  # fmt: skip
+COMMANDS = ("train", "evaluate", "extract", "summary", "bench", "gradflow", "degradation", "lesion")
 
 # Exceptions that mean "the input (or the machine) cannot do this", reported as one line:
 # OSError covers missing and unwritable files, a full disk and a failed download.

@@ -22,9 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default=d.model, help=f"model name (default {d.model})")
     p.add_argument(
-        "--stem", choices=["cifar", "imagenet"], default=d.stem,
+        "--stem",
+        choices=["cifar", "imagenet"],
+        default=d.stem,
         help="ResNet-18..152 only: 3x3 CIFAR stem or 7x7 + max-pool ImageNet stem (default cifar)",
-    )  # fmt: skip
+    )
     p.add_argument("--width", type=float, default=d.width, help="channel multiplier (default 1)")
     p.add_argument("--num-classes", type=int, default=d.num_classes, help="default 10")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default 64")
@@ -36,14 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=d.threads, help="threads (default: all cores)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of weights and batch (0)")
     p.add_argument(
-        "--blas-thread-timeout", type=int, default=None, metavar="N",
+        "--blas-thread-timeout",
+        type=int,
+        default=None,
+        metavar="N",
         help="set OPENBLAS_THREAD_TIMEOUT=N in the workers: OpenBLAS's idle threads then "
         "spin 2**N cycles (default 2**28) before sleeping (default: leave it unset)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--compare-torch", action="store_true",
+        "--compare-torch",
+        action="store_true",
         help="also run the same model in PyTorch (if importable), alternating step by step",
-    )  # fmt: skip
+    )
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-layer breakdown")
     p.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up")
     p.add_argument("--json", action="store_true", help="print one JSON document")

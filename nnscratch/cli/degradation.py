@@ -31,15 +31,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--depths", type=int, nargs="+", default=[20, 56],
-                   help="CIFAR ResNet depths 6n+2 (default 20 56)")  # fmt: skip
+    p.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        default=[20, 56],
+        help="CIFAR ResNet depths 6n+2 (default 20 56)",
+    )
     add_budget_arguments(p, steps=300, schedule="constant")
     p.add_argument("--crop", type=int, default=4, help="random-crop padding, 0 = off (default 4)")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--eval-every", type=int, default=50,
-                   help="measure the test split every this many steps, 0 = only at the end (default 50)")  # fmt: skip
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=50,
+        help="measure the test split every this many steps, 0 = only at the end (default 50)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
-    p.add_argument("--out", help="output directory (default runs/degradation-<date>-<time>, made unique)")
+    p.add_argument(
+        "--out", help="output directory (default runs/degradation-<date>-<time>, made unique)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -50,9 +61,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--eval-every must be >= 0, got {args.eval_every}")
     if args.out:
         check_output_dir(args.out)  # before the experiment, not after it
-    result = degradation(args.depths, **budget, crop=args.crop, flip=not args.no_flip,
-                         eval_every=args.eval_every, seed=args.seed,
-                         progress=not args.no_progress, log=print)  # fmt: skip
+    result = degradation(
+        args.depths,
+        **budget,
+        crop=args.crop,
+        flip=not args.no_flip,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        progress=not args.no_progress,
+        log=print,
+    )
     out = create_output_dir(args.out, "degradation")  # None: a new runs/degradation-<date>-<time>
     write(result, out)
     print(f"wrote {out}")
@@ -65,9 +83,12 @@ def write(result: dict, out: Path) -> None:
     results.save_json(result, out / "degradation.json")
     curves, tests = [], []
     for run in result["runs"]:
-        curves += [{"label": run["label"], "step": s, "train_loss": loss, "train_error": error}
-                   for s, loss, error in zip(run["step"], run["train_loss"], run["train_error"],
-                                             strict=True)]  # fmt: skip
+        curves += [
+            {"label": run["label"], "step": s, "train_loss": loss, "train_error": error}
+            for s, loss, error in zip(
+                run["step"], run["train_loss"], run["train_error"], strict=True
+            )
+        ]
         tests += [{"label": run["label"], **row} for row in run["eval"]]
     results.save_csv(curves, out / "curves.csv")
     results.save_csv(tests, out / "test.csv")

@@ -31,14 +31,27 @@ def run(args: argparse.Namespace) -> int:
     counts = confusion_matrix(result.labels, result.predictions, len(classes))
     per_class = dict(zip(classes, map(float, per_class_accuracy(counts))))
     if args.confusion:
-        plot.confusion_figure(counts, classes, args.confusion,
-                              title=f"{args.split} accuracy {result.accuracy:.2%}")  # fmt: skip
+        plot.confusion_figure(
+            counts, classes, args.confusion, title=f"{args.split} accuracy {result.accuracy:.2%}"
+        )
     if args.json:
-        print(json.dumps({"split": args.split, "accuracy": result.accuracy, "loss": result.loss,
-                          "images": len(dataset), "per_class_accuracy": per_class}, indent=1))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "split": args.split,
+                    "accuracy": result.accuracy,
+                    "loss": result.loss,
+                    "images": len(dataset),
+                    "per_class_accuracy": per_class,
+                },
+                indent=1,
+            )
+        )
         return 0
-    print(f"{config.model} on {config.dataset} ({args.split}, {len(dataset)} images): "
-          f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}")  # fmt: skip
+    print(
+        f"{config.model} on {config.dataset} ({args.split}, {len(dataset)} images): "
+        f"accuracy {result.accuracy:.2%}, loss {result.loss:.4f}"
+    )
     width = max(len(c) for c in classes)
     for name, accuracy in per_class.items():
         print(f"  {name:<{width}}  {accuracy:7.2%}")

@@ -27,8 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     checkpoint, _, model, transform, dataset = load_trained_run(args)
     features = extract_features(model, dataset, transform, args.batch_size)
-    io.save({"features": features, "labels": dataset.labels,
-             "classes": np.array(checkpoint["classes"])}, args.out)  # fmt: skip
+    io.save(
+        {
+            "features": features,
+            "labels": dataset.labels,
+            "classes": np.array(checkpoint["classes"]),
+        },
+        args.out,
+    )
     print(
         f"wrote {args.out}: features {features.shape[0]} x {features.shape[1]} ({args.split} split)"
     )

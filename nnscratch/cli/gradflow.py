@@ -41,33 +41,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), metavar="MODEL",
-                   help="model names, e.g. resnet20 resnet56 resnet110 resnet18, or "
-                   "resnet<6n+2> for any CIFAR depth (default: %(default)s)")  # fmt: skip
-    p.add_argument("--regimes", nargs="+", default=list(DEFAULT_REGIMES), metavar="REGIME",
-                   help=f"any of {', '.join(REGIMES)} (default: %(default)s)")  # fmt: skip
-    p.add_argument("--activation", choices=list(networks.ACTIVATIONS), default="relu",
-                   help="replace every ReLU by this (default relu)")  # fmt: skip
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(DEFAULT_MODELS),
+        metavar="MODEL",
+        help="model names, e.g. resnet20 resnet56 resnet110 resnet18, or "
+        "resnet<6n+2> for any CIFAR depth (default: %(default)s)",
+    )
+    p.add_argument(
+        "--regimes",
+        nargs="+",
+        default=list(DEFAULT_REGIMES),
+        metavar="REGIME",
+        help=f"any of {', '.join(REGIMES)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--activation",
+        choices=list(networks.ACTIVATIONS),
+        default="relu",
+        help="replace every ReLU by this (default relu)",
+    )
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
     p.add_argument("--batch-size", type=int, default=32, help="images in the batch (default 32)")
-    p.add_argument("--labels", choices=["data", "random"], default="data",
-                   help="the images' own labels or uniform random ones (default data)")  # fmt: skip
-    p.add_argument("--dataset", default="synthetic",
-                   help="where the batch comes from (default synthetic; others must be on disk)")  # fmt: skip
+    p.add_argument(
+        "--labels",
+        choices=["data", "random"],
+        default="data",
+        help="the images' own labels or uniform random ones (default data)",
+    )
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="where the batch comes from (default synthetic; others must be on disk)",
+    )
     p.add_argument(
         "--data-dir", help="dataset directory (default $NNSCRATCH_DATA or ~/.cache/nnscratch)"
     )
-    p.add_argument("--steps", type=int, default=0,
-                   help="SGD steps before measuring (default 0: at initialisation)")  # fmt: skip
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=0,
+        help="SGD steps before measuring (default 0: at initialisation)",
+    )
     p.add_argument(
         "--lr", type=float, default=0.01, help="learning rate of those steps (default 0.01)"
     )
-    p.add_argument("--dtype", choices=list(networks.DTYPES), default="float64",
-                   help="precision of the measurement (default float64: no underflow)")  # fmt: skip
+    p.add_argument(
+        "--dtype",
+        choices=list(networks.DTYPES),
+        default="float64",
+        help="precision of the measurement (default float64: no underflow)",
+    )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the weights and the batch (default 0)"
     )
-    p.add_argument("--out", help="output directory (default runs/gradflow-<date>-<time>, made unique)")
+    p.add_argument(
+        "--out", help="output directory (default runs/gradflow-<date>-<time>, made unique)"
+    )
     p.set_defaults(run=run)
 
 
@@ -88,10 +119,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be >= 0, got {args.steps}")
     if args.out:
         check_output_dir(args.out)  # before the experiment, not after it
-    result = regimes(args.models, args.regimes, activation=args.activation, width=args.width,
-                     batch_size=args.batch_size, labels=args.labels, dataset=args.dataset,
-                     data_dir=args.data_dir, steps=args.steps, lr=args.lr, dtype=args.dtype,
-                     seed=args.seed)  # fmt: skip
+    result = regimes(
+        args.models,
+        args.regimes,
+        activation=args.activation,
+        width=args.width,
+        batch_size=args.batch_size,
+        labels=args.labels,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        steps=args.steps,
+        lr=args.lr,
+        dtype=args.dtype,
+        seed=args.seed,
+    )
     print(format_table(result["table"]))
     out = create_output_dir(args.out, "gradflow")  # None: a new runs/gradflow-<date>-<time>
     write(result, out)
@@ -106,8 +147,11 @@ def write(result: dict, out: Path) -> None:
     results.save_csv(result["table"], out / "ratios.csv")
     layers, blocks = [], []
     for run in result["runs"]:
-        key = {"regime": run["regime"], "model": run["config"]["model"],
-               "residual": run["config"]["residual"]}  # fmt: skip
+        key = {
+            "regime": run["regime"],
+            "model": run["config"]["model"],
+            "residual": run["config"]["residual"],
+        }
         layers += [{**key, "index": i, **conv} for i, conv in enumerate(run["convs"])]
         blocks += [{**key, **block} for block in run["blocks"]]
     results.save_csv(layers, out / "layers.csv")
@@ -115,6 +159,7 @@ def write(result: dict, out: Path) -> None:
     plot.ratio_figure(result["table"], out / "ratios.png")
     plot.gradflow_figure(result["runs"], out / "gradflow.png")
     for model in dict.fromkeys(r["config"]["model"] for r in result["runs"]):
-        residual_runs = [r for r in result["runs"]
-                         if r["config"]["model"] == model and r["config"]["residual"]]  # fmt: skip
+        residual_runs = [
+            r for r in result["runs"] if r["config"]["model"] == model and r["config"]["residual"]
+        ]
         plot.ledger_figure(residual_runs, out / f"ledger-{model}.png")

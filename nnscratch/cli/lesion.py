@@ -33,13 +33,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", metavar="PATH",
-                   help="lesion this checkpoint of nnscratch train on its test split instead")  # fmt: skip
-    p.add_argument("--model", default="resnet20",
-                   help="model to train: resnet20, resnet56, resnet18, resnet<6n+2> ... (default resnet20)")  # fmt: skip
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="lesion this checkpoint of nnscratch train on its test split instead",
+    )
+    p.add_argument(
+        "--model",
+        default="resnet20",
+        help="model to train: resnet20, resnet56, resnet18, resnet<6n+2> ... (default resnet20)",
+    )
     add_budget_arguments(p, steps=600, schedule="cosine")
     p.add_argument("--seed", type=int, default=0, help="seed of weights and batches (default 0)")
-    p.add_argument("--out", help="output directory (default runs/lesion-<date>-<time>, made unique)")
+    p.add_argument(
+        "--out", help="output directory (default runs/lesion-<date>-<time>, made unique)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -53,13 +61,21 @@ def run(args: argparse.Namespace) -> int:
         label = f"{'plain' if config.plain else 'residual'} {config.model}"
         result = lesion(model, dataset_split(config, "test"), transform)
         print(summary_line(label, result))
-        result = {"config": {"checkpoint": str(args.checkpoint)},
-                  "runs": [{"label": label, "residual": not config.plain, "training": None,
-                            "lesion": result}]}  # fmt: skip
+        result = {
+            "config": {"checkpoint": str(args.checkpoint)},
+            "runs": [
+                {"label": label, "residual": not config.plain, "training": None, "lesion": result}
+            ],
+        }
     else:
         networks.check_model_name(args.model)
-        result = lesion_study(args.model, **budget_kwargs(args), seed=args.seed,
-                              progress=not args.no_progress, log=print)  # fmt: skip
+        result = lesion_study(
+            args.model,
+            **budget_kwargs(args),
+            seed=args.seed,
+            progress=not args.no_progress,
+            log=print,
+        )
     out = create_output_dir(args.out, "lesion")  # None: a new runs/lesion-<date>-<time>
     write(result, out)
     print(f"wrote {out}")
@@ -70,7 +86,10 @@ def write(result: dict, out: Path) -> None:
     """The JSON, the per-block CSV and the bar chart of a lesion result."""
     out.mkdir(parents=True, exist_ok=True)
     results.save_json(result, out / "lesion.json")
-    rows = [{"label": run["label"], "baseline_accuracy": run["lesion"]["baseline_accuracy"], **row}
-            for run in result["runs"] for row in run["lesion"]["blocks"]]  # fmt: skip
+    rows = [
+        {"label": run["label"], "baseline_accuracy": run["lesion"]["baseline_accuracy"], **row}
+        for run in result["runs"]
+        for row in run["lesion"]["blocks"]
+    ]
     results.save_csv(rows, out / "lesion.csv")
     plot.lesion_figure(result, out / "lesion.png")

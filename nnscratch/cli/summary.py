@@ -19,9 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
     p.add_argument("--image-size", type=int, default=32, help="input height = width (default 32)")
     p.add_argument(
-        "--stem", choices=["cifar", "imagenet"], default="cifar",
+        "--stem",
+        choices=["cifar", "imagenet"],
+        default="cifar",
         help="ResNet-18..152 only: 3x3 CIFAR stem or 7x7 + max-pool ImageNet stem (default cifar)",
-    )  # fmt: skip
+    )
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0)")
     p.add_argument("--plain", action="store_true", help="the plain twin (no shortcuts)")
     p.add_argument("--depth", type=int, default=2, help="how many levels of modules to list")

@@ -62,25 +62,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"share of train held out for validation (default {d.val_fraction})",
     )
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--model", help=f"one of {', '.join(models.names())} (default {d.model})"
-    )
+    g.add_argument("--model", help=f"one of {', '.join(models.names())} (default {d.model})")
     g.add_argument(
         "--stem",
         choices=["cifar", "imagenet"],
         help=f"ResNet-18..152: 3x3 CIFAR stem or 7x7 + max-pool ImageNet stem (default {d.stem})",
     )
-    g.add_argument(
-        "--width", type=float, help=f"channel multiplier (default {d.width})"
-    )
+    g.add_argument("--width", type=float, help=f"channel multiplier (default {d.width})")
     g.add_argument(
         "--plain", action="store_true", help="train the plain twin (no shortcut connections)"
     )
     g.add_argument(
         "--no-bn", action="store_true", help="no batch norm anywhere (convolutions get biases)"
     )
-    g.add_argument("--init", choices=CONV_INITS,
-                   help=f"convolution initialisation; torch is PyTorch's layer default (default {d.init})")  # fmt: skip
+    g.add_argument(
+        "--init",
+        choices=CONV_INITS,
+        help=f"convolution initialisation; torch is PyTorch's layer default (default {d.init})",
+    )
     g.add_argument(
         "--init-from",
         metavar="PATH",
@@ -92,19 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help=f"default {d.epochs}")
     g.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
-    g.add_argument(
-        "--optimizer", choices=OPTIMIZERS, help=f"default {d.optimizer}"
-    )
+    g.add_argument("--optimizer", choices=OPTIMIZERS, help=f"default {d.optimizer}")
     g.add_argument(
         "--lr", type=float, help="peak learning rate (default 0.1 for sgd, 1e-3 for adam/adamw)"
     )
-    g.add_argument(
-        "--momentum", type=float, help=f"SGD momentum (default {d.momentum})"
-    )
+    g.add_argument("--momentum", type=float, help=f"SGD momentum (default {d.momentum})")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
-    g.add_argument(
-        "--weight-decay", type=float, help=f"default {d.weight_decay}"
-    )
+    g.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay}")
     g.add_argument(
         "--decay-bn-and-bias",
         action="store_true",
@@ -144,13 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"random-crop padding in pixels, 0 = off (default {d.crop})",
     )
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    g.add_argument(
-        "--jitter", type=float, help="colour jitter amount, 0 = off (default 0)"
-    )
+    g.add_argument("--jitter", type=float, help="colour jitter amount, 0 = off (default 0)")
     g = p.add_argument_group("run")
-    g.add_argument(
-        "--seed", type=int, help=f"seed of everything random (default {d.seed})"
-    )
+    g.add_argument("--seed", type=int, help=f"seed of everything random (default {d.seed})")
     g.add_argument(
         "--out",
         help="output directory, new or empty (default runs/train-<date>-<time>, made unique)",
@@ -169,9 +158,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # Options that change nothing a run computes: they may be given with --resume.
 RESUME_OPTIONS = ("--data-dir", "--no-download", "--no-progress", "--no-prefetch")
 # Options whose config field has another name or the opposite sense.
-_FLAG_FIELDS = {"no_download": ("download", False), "no_bn": ("batch_norm", False),
-                "no_flip": ("flip", False), "no_prefetch": ("prefetch", False),
-                "out": ("out_dir", None)}  # fmt: skip
+_FLAG_FIELDS = {
+    "no_download": ("download", False),
+    "no_bn": ("batch_norm", False),
+    "no_flip": ("flip", False),
+    "no_prefetch": ("prefetch", False),
+    "out": ("out_dir", None),
+}
 _NOT_CONFIG = ("command", "run", "resume", "no_progress")  # not part of a TrainConfig
 
 
@@ -199,8 +192,11 @@ def run(args: argparse.Namespace) -> int:
     if "resume" not in args:
         train(config_from_args(args), progress=progress)
         return 0
-    refused = sorted(f"--{dest.replace('_', '-')}" for dest in vars(args)
-                     if dest not in (*_NOT_CONFIG, "data_dir", "no_download", "no_prefetch"))  # fmt: skip
+    refused = sorted(
+        f"--{dest.replace('_', '-')}"
+        for dest in vars(args)
+        if dest not in (*_NOT_CONFIG, "data_dir", "no_download", "no_prefetch")
+    )
     if refused:
         raise ValueError(
             f"--resume continues a run with the options it was started with, so "

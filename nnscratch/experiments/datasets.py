@@ -19,8 +19,15 @@ def load_splits(
     seed: int = 0,
 ) -> builders.DataSplits:
     """Train and test splits (no validation split) with train's channel statistics."""
-    config = TrainConfig(dataset=dataset, data_dir=data_dir, download=dataset != "synthetic",
-                         n_train=n_train, n_test=n_test, val_fraction=0.0, seed=seed)  # fmt: skip
+    config = TrainConfig(
+        dataset=dataset,
+        data_dir=data_dir,
+        download=dataset != "synthetic",
+        n_train=n_train,
+        n_test=n_test,
+        val_fraction=0.0,
+        seed=seed,
+    )
     return builders.build_data(config)
 
 

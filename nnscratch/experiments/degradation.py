@@ -52,11 +52,26 @@ def degradation(
     ``train_loss``, ``train_error`` per step; ``eval`` rows with ``test_error``;
     ``diverged_at``; ``seconds``).
     """
-    config = dict(depths=list(depths), steps=steps, batch_size=batch_size, lr=lr,
-                  momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                  batch_norm=batch_norm, init=init, activation=activation, width=width,
-                  dataset=dataset, n_train=n_train, n_test=n_test, crop=crop, flip=flip,
-                  eval_every=eval_every, seed=seed)  # fmt: skip
+    config = dict(
+        depths=list(depths),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        batch_norm=batch_norm,
+        init=init,
+        activation=activation,
+        width=width,
+        dataset=dataset,
+        n_train=n_train,
+        n_test=n_test,
+        crop=crop,
+        flip=flip,
+        eval_every=eval_every,
+        seed=seed,
+    )
     bad = [d for d in depths if not (isinstance(d, int) and d >= 8 and (d - 2) % 6 == 0)]
     if bad or not depths:
         raise ValueError(f"depths must be CIFAR ResNet depths 6n + 2 >= 8, got {list(depths)}")
@@ -66,17 +81,41 @@ def degradation(
     for depth in depths:
         for residual in (False, True):
             label = f"{'residual' if residual else 'plain'}-{depth}"
-            model = build_model(f"resnet{depth}", residual=residual, batch_norm=batch_norm,
-                                init=init, activation=activation, width=width,
-                                num_classes=splits.train.num_classes,
-                                in_channels=image_shape[0], seed=seed)  # fmt: skip
-            curves = train_steps(model, splits, steps=steps, batch_size=batch_size, lr=lr,
-                                 momentum=momentum, weight_decay=weight_decay,
-                                 schedule=schedule, crop=crop, flip=flip,
-                                 eval_every=eval_every, seed=seed, progress=progress,
-                                 desc=label)  # fmt: skip
-            run = {"label": label, "model": f"resnet{depth}", "depth": depth,
-                   "residual": residual, "parameters": model.num_parameters(), **curves}  # fmt: skip
+            model = build_model(
+                f"resnet{depth}",
+                residual=residual,
+                batch_norm=batch_norm,
+                init=init,
+                activation=activation,
+                width=width,
+                num_classes=splits.train.num_classes,
+                in_channels=image_shape[0],
+                seed=seed,
+            )
+            curves = train_steps(
+                model,
+                splits,
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                schedule=schedule,
+                crop=crop,
+                flip=flip,
+                eval_every=eval_every,
+                seed=seed,
+                progress=progress,
+                desc=label,
+            )
+            run = {
+                "label": label,
+                "model": f"resnet{depth}",
+                "depth": depth,
+                "residual": residual,
+                "parameters": model.num_parameters(),
+                **curves,
+            }
             runs.append(run)
             if log is not None:
                 log(summary_line(run))
@@ -95,5 +134,7 @@ def summary_line(run: dict[str, Any]) -> str:
     """One line per run: final training error (last 50 steps), test error, time."""
     train_error, test_error = final_errors(run)
     diverged = f", diverged at step {run['diverged_at']}" if run["diverged_at"] else ""
-    return (f"{run['label']:<12} train error {train_error:6.1%} (last 50 steps)  "
-            f"test error {test_error:6.1%}  {run['seconds']:.0f} s{diverged}")  # fmt: skip
+    return (
+        f"{run['label']:<12} train error {train_error:6.1%} (last 50 steps)  "
+        f"test error {test_error:6.1%}  {run['seconds']:.0f} s{diverged}"
+    )

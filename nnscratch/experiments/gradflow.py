@@ -87,20 +87,52 @@ def gradient_flow(
     ``{"name", "input_grad_norm", "main", "shortcut", "total", "out_mean", "out_std"}``.
     ``ratio`` is inf or nan if the last conv's gradient is exactly 0.
     """
-    config = dict(model=model, residual=residual, batch_norm=batch_norm, init=init,
-                  activation=activation, width=width, batch_size=batch_size, labels=labels,
-                  dataset=dataset, steps=steps, lr=lr, dtype=dtype, seed=seed)  # fmt: skip
+    config = dict(
+        model=model,
+        residual=residual,
+        batch_norm=batch_norm,
+        init=init,
+        activation=activation,
+        width=width,
+        batch_size=batch_size,
+        labels=labels,
+        dataset=dataset,
+        steps=steps,
+        lr=lr,
+        dtype=dtype,
+        seed=seed,
+    )
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    x, y, num_classes = fixed_batch(batch_size, dataset=dataset, data_dir=data_dir,
-                                    labels=labels, dtype=dtype, seed=seed)  # fmt: skip
-    net = build_model(model, residual=residual, batch_norm=batch_norm, init=init,
-                      activation=activation, width=width, num_classes=num_classes,
-                      in_channels=x.shape[1], seed=seed, dtype=dtype)  # fmt: skip
+    x, y, num_classes = fixed_batch(
+        batch_size, dataset=dataset, data_dir=data_dir, labels=labels, dtype=dtype, seed=seed
+    )
+    net = build_model(
+        model,
+        residual=residual,
+        batch_norm=batch_norm,
+        init=init,
+        activation=activation,
+        width=width,
+        num_classes=num_classes,
+        in_channels=x.shape[1],
+        seed=seed,
+        dtype=dtype,
+    )
     if steps:
         splits = load_splits(dataset, data_dir=data_dir, seed=seed)
-        train_steps(net, splits, steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.0,
-                    crop=0, flip=False, final_eval=False, seed=seed)  # fmt: skip
+        train_steps(
+            net,
+            splits,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=0.0,
+            crop=0,
+            flip=False,
+            final_eval=False,
+            seed=seed,
+        )
 
     blocks = residual_blocks(net)
     for _, block in blocks:
@@ -119,15 +151,24 @@ def gradient_flow(
             block.grad_ledger = None
 
     convs = [
-        {"name": name, "grad_norm": frobenius_norm(conv.weight.grad),
-         "weight_norm": frobenius_norm(conv.weight.data), "shortcut": shortcut}
+        {
+            "name": name,
+            "grad_norm": frobenius_norm(conv.weight.grad),
+            "weight_norm": frobenius_norm(conv.weight.data),
+            "shortcut": shortcut,
+        }
         for name, conv, shortcut in conv_layers(net)
-    ]  # fmt: skip
+    ]
     block_rows = [
-        {"name": name, "input_grad_norm": ledger["total"], **ledger,
-         "out_mean": float(out.mean()), "out_std": float(out.std())}
+        {
+            "name": name,
+            "input_grad_norm": ledger["total"],
+            **ledger,
+            "out_mean": float(out.mean()),
+            "out_std": float(out.std()),
+        }
         for (name, _), ledger, out in zip(blocks, ledgers, outputs, strict=True)
-    ]  # fmt: skip
+    ]
     main_path = [c for c in convs if not c["shortcut"]]
     first, last = main_path[0]["grad_norm"], main_path[-1]["grad_norm"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -172,16 +213,28 @@ def regimes(
         regime = REGIMES[key]
         for model in models:
             for residual in (False, True):
-                result = gradient_flow(model, residual=residual, batch_norm=regime["batch_norm"],
-                                       init=regime["init"], **options)  # fmt: skip
+                result = gradient_flow(
+                    model,
+                    residual=residual,
+                    batch_norm=regime["batch_norm"],
+                    init=regime["init"],
+                    **options,
+                )
                 result["regime"] = key
                 runs.append(result)
                 table.append(
-                    {"regime": key, "label": regime["label"], "model": model,
-                     "depth": result["depth"], "residual": residual, "ratio": result["ratio"],
-                     "first_grad_norm": result["first_grad_norm"],
-                     "last_grad_norm": result["last_grad_norm"], "loss": result["loss"]}
-                )  # fmt: skip
+                    {
+                        "regime": key,
+                        "label": regime["label"],
+                        "model": model,
+                        "depth": result["depth"],
+                        "residual": residual,
+                        "ratio": result["ratio"],
+                        "first_grad_norm": result["first_grad_norm"],
+                        "last_grad_norm": result["last_grad_norm"],
+                        "loss": result["loss"],
+                    }
+                )
     return {"table": table, "runs": runs}
 
 

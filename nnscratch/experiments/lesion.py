@@ -91,8 +91,14 @@ def lesion(
             accuracy = evaluate(model, dataset, transform, batch_size).accuracy
         finally:
             setattr(parent, attribute, block)
-        rows.append({"name": name, "method": stand_in.method, "accuracy": accuracy,
-                     "drop": baseline - accuracy})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "method": stand_in.method,
+                "accuracy": accuracy,
+                "drop": baseline - accuracy,
+            }
+        )
     return {"baseline_accuracy": baseline, "blocks": rows}
 
 
@@ -123,25 +129,55 @@ def lesion_study(
     "lesion"}``: the curves of :func:`~nnscratch.experiments.short_training.train_steps` and
     the result of :func:`lesion` on the test split.
     """
-    config = dict(model=model, steps=steps, batch_size=batch_size, lr=lr, momentum=momentum,
-                  weight_decay=weight_decay, schedule=schedule, batch_norm=batch_norm,
-                  init=init, activation=activation, width=width, dataset=dataset,
-                  n_train=n_train, n_test=n_test, seed=seed)  # fmt: skip
+    config = dict(
+        model=model,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        batch_norm=batch_norm,
+        init=init,
+        activation=activation,
+        width=width,
+        dataset=dataset,
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+    )
     splits = load_splits(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed)
     transform = builders.eval_transform(splits.mean, splits.std)
     runs = []
     for residual in (True, False):
         label = f"{'residual' if residual else 'plain'} {model}"
-        net = build_model(model, residual=residual, batch_norm=batch_norm, init=init,
-                          activation=activation, width=width,
-                          num_classes=splits.train.num_classes,
-                          in_channels=splits.train.image_shape[0], seed=seed)  # fmt: skip
-        training = train_steps(net, splits, steps=steps, batch_size=batch_size, lr=lr,
-                               momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                               final_eval=False, seed=seed, progress=progress, desc=label)  # fmt: skip
+        net = build_model(
+            model,
+            residual=residual,
+            batch_norm=batch_norm,
+            init=init,
+            activation=activation,
+            width=width,
+            num_classes=splits.train.num_classes,
+            in_channels=splits.train.image_shape[0],
+            seed=seed,
+        )
+        training = train_steps(
+            net,
+            splits,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            final_eval=False,
+            seed=seed,
+            progress=progress,
+            desc=label,
+        )
         result = lesion(net, splits.test, transform)
-        runs.append({"label": label, "residual": residual, "training": training,
-                     "lesion": result})  # fmt: skip
+        runs.append({"label": label, "residual": residual, "training": training, "lesion": result})
         if log is not None:
             log(summary_line(label, result))
     return {"config": config, "runs": runs}
@@ -151,5 +187,7 @@ def summary_line(label: str, result: dict[str, Any]) -> str:
     """Baseline accuracy, and the median and worst drop over the blocks."""
     drops = [row["drop"] for row in result["blocks"]]
     worst = max(result["blocks"], key=lambda row: row["drop"])
-    return (f"{label}: accuracy {result['baseline_accuracy']:.1%}; deleting one block: "
-            f"median drop {np.median(drops):.1%}, worst {worst['drop']:.1%} ({worst['name']})")  # fmt: skip
+    return (
+        f"{label}: accuracy {result['baseline_accuracy']:.1%}; deleting one block: "
+        f"median drop {np.median(drops):.1%}, worst {worst['drop']:.1%} ({worst['name']})"
+    )

@@ -63,8 +63,15 @@ def build_model(
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(CONV_INITS)}")
     check_dtype(dtype)
     check_model_name(name)
-    kwargs = dict(num_classes=num_classes, in_channels=in_channels, width=width,
-                  residual=residual, batch_norm=batch_norm, init_scheme=init, seed=seed)  # fmt: skip
+    kwargs = dict(
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        residual=residual,
+        batch_norm=batch_norm,
+        init_scheme=init,
+        seed=seed,
+    )
     if name in models.names():
         if models.supports_stem(name):
             kwargs["stem"] = stem

@@ -56,9 +56,18 @@ def train_steps(
         raise ValueError(f"steps must be at least 1, got {steps}")
     if eval_every < 0:
         raise ValueError(f"eval_every must be >= 0, got {eval_every}")
-    config = TrainConfig(epochs=1, batch_size=batch_size, optimizer="sgd", lr=lr,
-                         momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                         crop=crop, flip=flip, seed=seed)  # fmt: skip
+    config = TrainConfig(
+        epochs=1,
+        batch_size=batch_size,
+        optimizer="sgd",
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        crop=crop,
+        flip=flip,
+        seed=seed,
+    )
     optimizer = builders.build_optimizer(config, model)
     # One "epoch" of ``steps`` batches: build_schedule then spans exactly the budget.
     scheduler = builders.build_schedule(config, optimizer, steps)
@@ -66,8 +75,13 @@ def train_steps(
     test_transform = builders.eval_transform(splits.mean, splits.std)
     dtype = next(iter(model.parameters())).dtype
     criterion = CrossEntropyLoss()
-    curves: dict[str, Any] = {"step": [], "train_loss": [], "train_error": [], "eval": [],
-                              "diverged_at": None}  # fmt: skip
+    curves: dict[str, Any] = {
+        "step": [],
+        "train_loss": [],
+        "train_error": [],
+        "eval": [],
+        "diverged_at": None,
+    }
 
     def measure(step: int) -> None:
         result = evaluate(model, splits.test, test_transform)
@@ -78,8 +92,14 @@ def train_steps(
     start = time.perf_counter()
     model.train()
     step = 0
-    bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, dynamic_ncols=True,
-               mininterval=1.0)  # fmt: skip
+    bar = tqdm(
+        total=steps,
+        desc=desc,
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     while step < steps and curves["diverged_at"] is None:
         for x, y in loader:  # one pass; the loader reshuffles on the next
             x = x.astype(dtype, copy=False)

@@ -72,5 +72,7 @@ def check_upstream(op: str, dy: object, expected: tuple[int, ...]) -> np.ndarray
     """Return ``dy`` if it is a float array of the output's shape ``expected``."""
     check_float_array(f"{op} backward", "dy", dy)
     if dy.shape != tuple(expected):
-        raise InputShapeError(f"{op} backward: expected dy of shape {tuple(expected)}, got {dy.shape}")
+        raise InputShapeError(
+            f"{op} backward: expected dy of shape {tuple(expected)}, got {dy.shape}"
+        )
     return dy

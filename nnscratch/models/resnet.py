@@ -86,8 +86,17 @@ class ResNet(ImageClassifier):
                     module.last_norm().weight.data[...] = 0
 
     def backbone(self) -> list[Module]:
-        return [self.conv1, self.bn1, self.relu, self.maxpool,
-                self.layer1, self.layer2, self.layer3, self.layer4, self.avgpool]  # fmt: skip
+        return [
+            self.conv1,
+            self.bn1,
+            self.relu,
+            self.maxpool,
+            self.layer1,
+            self.layer2,
+            self.layer3,
+            self.layer4,
+            self.avgpool,
+        ]
 
 
 def resnet18(**kwargs) -> ResNet:

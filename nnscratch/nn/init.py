@@ -53,7 +53,9 @@ def torch_default_uniform(
 CONV_INITS = ("he", "xavier", "torch")
 
 
-def redraw_conv_weights(weights: Iterable[np.ndarray], scheme: str, rng: np.random.Generator) -> None:
+def redraw_conv_weights(
+    weights: Iterable[np.ndarray], scheme: str, rng: np.random.Generator
+) -> None:
     """Re-draw conv weights (C_out, C_in, KH, KW) in place, in order, with one scheme.
 
     ``"he"``: Kaiming normal, fan_out (torchvision's ResNet); ``"xavier"``: Glorot

@@ -236,7 +236,9 @@ class Module:
         ]
         # bool, integers and floats cast safely to the model's float (or integer) arrays;
         # text, objects and complex numbers (whose imaginary part would be dropped) do not.
-        wrong_kind = [f"{k}: dtype {v.dtype}" for k, v in values.items() if v.dtype.kind not in "biuf"]
+        wrong_kind = [
+            f"{k}: dtype {v.dtype}" for k, v in values.items() if v.dtype.kind not in "biuf"
+        ]
         problems = []
         if strict and missing:
             problems.append(f"missing keys: {', '.join(missing)}")

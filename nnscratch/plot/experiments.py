@@ -49,8 +49,13 @@ def gradflow_figure(
     """
     models = list(dict.fromkeys(r["config"]["model"] for r in runs))
     regimes = list(dict.fromkeys(_regime_label(r) for r in runs))
-    figure, axes = new_figure(4.2 * len(regimes), 3.2 * len(models) + 0.4,
-                              nrows=len(models), ncols=len(regimes), squeeze=False)  # fmt: skip
+    figure, axes = new_figure(
+        4.2 * len(regimes),
+        3.2 * len(models) + 0.4,
+        nrows=len(models),
+        ncols=len(regimes),
+        squeeze=False,
+    )
     for run in runs:
         ax = axes[models.index(run["config"]["model"]), regimes.index(_regime_label(run))]
         convs = [c for c in run["convs"] if not c["shortcut"]]
@@ -58,11 +63,27 @@ def gradflow_figure(
         layer = np.arange(1, len(convs) + 1)
         residual = run["config"]["residual"]
         colour = RESIDUAL if residual else PLAIN
-        ax.semilogy(layer, norms, "-", color=colour, lw=1.5, marker=".", ms=3,
-                    label=f"{_kind(residual)} (first/last {run['ratio']:.2g})")  # fmt: skip
+        ax.semilogy(
+            layer,
+            norms,
+            "-",
+            color=colour,
+            lw=1.5,
+            marker=".",
+            ms=3,
+            label=f"{_kind(residual)} (first/last {run['ratio']:.2g})",
+        )
         if zero.any():
-            ax.plot(layer[zero], np.zeros(zero.sum()), "v", color=colour, ms=4, clip_on=False,
-                    transform=ax.get_xaxis_transform(), label=f"{_kind(residual)}: exactly 0")  # fmt: skip
+            ax.plot(
+                layer[zero],
+                np.zeros(zero.sum()),
+                "v",
+                color=colour,
+                ms=4,
+                clip_on=False,
+                transform=ax.get_xaxis_transform(),
+                label=f"{_kind(residual)}: exactly 0",
+            )
     for i, model in enumerate(models):
         for j, regime in enumerate(regimes):
             ax = axes[i, j]
@@ -97,11 +118,19 @@ def ratio_figure(
             if not rows:
                 continue
             ratios, _ = _positive([r["ratio"] for r in rows])
-            ax.semilogy([r["depth"] for r in rows], ratios, "-o" if residual else "--s",
-                        color=colours[label], label=f"{label}, {_kind(residual)}")  # fmt: skip
+            ax.semilogy(
+                [r["depth"] for r in rows],
+                ratios,
+                "-o" if residual else "--s",
+                color=colours[label],
+                label=f"{label}, {_kind(residual)}",
+            )
     ax.axhline(1.0, color="grey", ls=":", lw=1)
-    ax.set(xlabel="depth (weighted layers)", ylabel="|dL/dW_first| / |dL/dW_last|",
-           title=title or "gradient ratio at initialisation")  # fmt: skip
+    ax.set(
+        xlabel="depth (weighted layers)",
+        ylabel="|dL/dW_first| / |dL/dW_last|",
+        title=title or "gradient ratio at initialisation",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     save_png(figure, path)
@@ -119,8 +148,9 @@ def ledger_figure(
     the size changes by orders of magnitude along the net. A plain block is all main.
     """
     most = max(len(r["blocks"]) for r in runs)
-    figure, axes = new_figure(max(6.0, 0.22 * most + 2.5), 2.8 * len(runs) + 0.4,
-                              nrows=len(runs), squeeze=False)  # fmt: skip
+    figure, axes = new_figure(
+        max(6.0, 0.22 * most + 2.5), 2.8 * len(runs) + 0.4, nrows=len(runs), squeeze=False
+    )
     for ax, run in zip(axes[:, 0], runs, strict=True):
         blocks = run["blocks"]
         x = np.arange(len(blocks))
@@ -129,8 +159,15 @@ def ledger_figure(
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.nan_to_num(main / (main + shortcut))
         ax.bar(x, share, color="tab:orange", width=0.85, label="|dx main| share")
-        ax.bar(x, 1 - share, bottom=share, color=RESIDUAL, alpha=0.6, width=0.85,
-               label="|dx shortcut| share")  # fmt: skip
+        ax.bar(
+            x,
+            1 - share,
+            bottom=share,
+            color=RESIDUAL,
+            alpha=0.6,
+            width=0.85,
+            label="|dx shortcut| share",
+        )
         ax.set_ylim(0, 1)
         ax.set_ylabel("share of |main| + |shortcut|")
         ax.set_xticks(x, [b["name"] for b in blocks], rotation=90, fontsize=6 if most > 30 else 8)
@@ -171,12 +208,25 @@ def degradation_figure(
         for run in (r for r in result["runs"] if r["residual"] == residual):
             colour = colours[run["depth"]]
             error = 100 * _moving_average(run["train_error"], smooth)
-            ax.plot(run["step"], error, "-", color=colour, lw=0.9, alpha=0.8,
-                    label=f"{run['depth']}-layer, train")  # fmt: skip
+            ax.plot(
+                run["step"],
+                error,
+                "-",
+                color=colour,
+                lw=0.9,
+                alpha=0.8,
+                label=f"{run['depth']}-layer, train",
+            )
             if run["eval"]:
-                ax.plot([e["step"] for e in run["eval"]],
-                        [100 * e["test_error"] for e in run["eval"]], "-o", color=colour,
-                        lw=2.2, ms=4, label=f"{run['depth']}-layer, test")  # fmt: skip
+                ax.plot(
+                    [e["step"] for e in run["eval"]],
+                    [100 * e["test_error"] for e in run["eval"]],
+                    "-o",
+                    color=colour,
+                    lw=2.2,
+                    ms=4,
+                    label=f"{run['depth']}-layer, test",
+                )
             if run["diverged_at"]:
                 ax.axvline(run["diverged_at"], color=colour, ls=":")
         ax.set(xlabel="SGD step", title=f"{_kind(residual)} nets")
@@ -202,17 +252,32 @@ def lesion_figure(result: dict[str, Any], path: str | os.PathLike | None = None)
         rows = run["lesion"]["blocks"]
         colour = RESIDUAL if run["residual"] else PLAIN
         base = run["lesion"]["baseline_accuracy"]
-        ax.bar(x + (k - (len(runs) - 1) / 2) * width, [100 * r["drop"] for r in rows], width,
-               color=colour, hatch=None, label=f"{run['label']} (intact: {base:.1%})")  # fmt: skip
+        ax.bar(
+            x + (k - (len(runs) - 1) / 2) * width,
+            [100 * r["drop"] for r in rows],
+            width,
+            color=colour,
+            hatch=None,
+            label=f"{run['label']} (intact: {base:.1%})",
+        )
         for i, r in enumerate(rows):
             if r["method"] != "identity":
-                ax.bar(x[i] + (k - (len(runs) - 1) / 2) * width, 100 * r["drop"], width,
-                       color="none", edgecolor="black", hatch="//", lw=0)  # fmt: skip
+                ax.bar(
+                    x[i] + (k - (len(runs) - 1) / 2) * width,
+                    100 * r["drop"],
+                    width,
+                    color="none",
+                    edgecolor="black",
+                    hatch="//",
+                    lw=0,
+                )
     ax.axhline(0, color="black", lw=0.8)
     ax.margins(y=0.25)  # room for the legend above the bars
     ax.set_xticks(x, names, rotation=90, fontsize=8)
-    ax.set(ylabel="accuracy drop (percentage points)",
-           title="deleting one block at test time (hatched: block changes shape)")  # fmt: skip
+    ax.set(
+        ylabel="accuracy drop (percentage points)",
+        title="deleting one block at test time (hatched: block changes shape)",
+    )
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     save_png(figure, path)

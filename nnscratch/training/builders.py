@@ -62,16 +62,27 @@ def eval_transform(mean, std) -> data.Pipeline:
 def build_train_loader(config: TrainConfig, splits: DataSplits) -> data.BatchLoader:
     """Shuffled, augmented, normalised batches of the train split; an incomplete last batch is dropped."""
     return data.BatchLoader(
-        splits.train, config.batch_size, shuffle=True, seed=config.seed, drop_last=True,
-        transform=train_transform(config, splits.mean, splits.std), prefetch=config.prefetch,
-    )  # fmt: skip
+        splits.train,
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        drop_last=True,
+        transform=train_transform(config, splits.mean, splits.std),
+        prefetch=config.prefetch,
+    )
 
 
 def model_kwargs(config: TrainConfig, num_classes: int, in_channels: int) -> dict[str, Any]:
     """The constructor arguments of the config's model."""
-    kwargs = {"num_classes": num_classes, "in_channels": in_channels, "width": config.width,
-              "residual": not config.plain, "batch_norm": config.batch_norm,
-              "init_scheme": config.init, "seed": config.seed}  # fmt: skip
+    kwargs = {
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "width": config.width,
+        "residual": not config.plain,
+        "batch_norm": config.batch_norm,
+        "init_scheme": config.init,
+        "seed": config.seed,
+    }
     if models.supports_stem(config.model):
         kwargs["stem"] = config.stem
     return kwargs
@@ -126,8 +137,13 @@ def build_optimizer(config: TrainConfig, model: ImageClassifier) -> optim.Optimi
         params = optim.weight_decay_groups(named, config.weight_decay)
     lr = config.learning_rate
     if config.optimizer == "sgd":
-        return optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov,
-                         weight_decay=config.weight_decay)  # fmt: skip
+        return optim.SGD(
+            params,
+            lr=lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
     if config.optimizer == "adam":
         return optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
     return optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)

@@ -157,15 +157,21 @@ def _is_list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 _FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "config": (lambda v: isinstance(v, dict), "a dict"),
     "progress": (
-        lambda v: isinstance(v, dict) and all(map(_is_number, v.values()))
-        and _is_count(v.get("epoch")) and _is_count(v.get("batch")),
+        lambda v: (
+            isinstance(v, dict)
+            and all(map(_is_number, v.values()))
+            and _is_count(v.get("epoch"))
+            and _is_count(v.get("batch"))
+        ),
         "a dict of numbers with 'epoch' and 'batch' counts",
     ),
     "history": (_is_list_of(lambda row: isinstance(row, dict)), "a list of dicts"),
     "best_val_accuracy": (_is_number, "a number"),
     "classes": (_is_list_of(lambda name: isinstance(name, str)), "a list of str"),
     "normalization": (
-        lambda v: isinstance(v, dict) and all(_is_list_of(_is_number)(v.get(k)) for k in ("mean", "std")),
+        lambda v: (
+            isinstance(v, dict) and all(_is_list_of(_is_number)(v.get(k)) for k in ("mean", "std"))
+        ),
         "a dict with 'mean' and 'std' lists of numbers",
     ),
     "image_shape": (
@@ -174,7 +180,7 @@ _FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "optimizer": (lambda v: isinstance(v, dict), "a dict"),
     "scheduler": (lambda v: v is None or isinstance(v, dict), "a dict or null"),
-}  # fmt: skip
+}
 
 
 def _check_fields(checkpoint: dict[str, Any], path: Path) -> None:

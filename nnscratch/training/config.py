@@ -70,11 +70,19 @@ class TrainConfig:
             problems.append(f"unknown schedule {self.schedule!r} (choose {', '.join(SCHEDULES)})")
         if self.init not in CONV_INITS:
             problems.append(f"unknown init {self.init!r} (choose {', '.join(CONV_INITS)})")
-        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("crop", 0),
-                          ("image_size", 1), ("step_size", 1)):  # fmt: skip
+        for name, low in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("seed", 0),
+            ("crop", 0),
+            ("image_size", 1),
+            ("step_size", 1),
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                problems.append(f"{_option(name)} must be an integer of at least {low}, got {value!r}")
+                problems.append(
+                    f"{_option(name)} must be an integer of at least {low}, got {value!r}"
+                )
         for name in ("n_train", "n_test"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 10):

@@ -59,9 +59,7 @@ def footprint(name: str, image_shape: tuple[int, int, int], **model_kwargs: Any)
     check_model_arguments(
         model_kwargs.get("num_classes", 1), model_kwargs.get("in_channels", 1), width
     )
-    counts = [
-        models.create(name, width=w, **model_kwargs).num_parameters() for w in _EXACT_WIDTHS
-    ]
+    counts = [models.create(name, width=w, **model_kwargs).num_parameters() for w in _EXACT_WIDTHS]
     quadratic = np.polyfit(_EXACT_WIDTHS, counts, 2)
     parameters = max(round(float(np.polyval(quadratic, width))), 1)
 

@@ -138,10 +138,12 @@ class _Run:
     def describe(self) -> str:
         """One line on the model, the data and the budget of a new run."""
         config, splits = self.config, self.splits
-        return (f"{config.model} ({self.model.num_parameters():,} parameters) on {config.dataset}: "
-                f"{len(splits.train)} train / {len(splits.val) if splits.val else 0} val / "
-                f"{len(splits.test)} test images {'x'.join(map(str, self.image_shape))}, "
-                f"{config.epochs} epochs of {len(self.loader)} batches of {config.batch_size}")  # fmt: skip
+        return (
+            f"{config.model} ({self.model.num_parameters():,} parameters) on {config.dataset}: "
+            f"{len(splits.train)} train / {len(splits.val) if splits.val else 0} val / "
+            f"{len(splits.test)} test images {'x'.join(map(str, self.image_shape))}, "
+            f"{config.epochs} epochs of {len(self.loader)} batches of {config.batch_size}"
+        )
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Continue from ``checkpoint``: weights, optimizer, schedule, progress, history, best."""
@@ -181,8 +183,10 @@ class _Run:
     def stop_if_requested(self, where: str, log: Callable[[str], None]) -> None:
         """Raise :class:`TrainingInterrupted` if Ctrl-C was pressed (``last.npz`` is saved)."""
         if self.stop_requested.is_set():
-            log(f"interrupted {where}: saved {self.out / 'last.npz'}; continue with "
-                f"`nnscratch train --resume {self.out}`")  # fmt: skip
+            log(
+                f"interrupted {where}: saved {self.out / 'last.npz'}; continue with "
+                f"`nnscratch train --resume {self.out}`"
+            )
             raise TrainingInterrupted
 
 
@@ -198,8 +202,10 @@ def _resume_point(
     done = checkpoint["progress"]["epoch"] >= config.epochs
     if done and (run_dir / "summary.json").is_file():
         raise ValueError(f"{run_dir} finished all {config.epochs} epochs; nothing to resume")
-    log(f"resuming {path} at epoch {checkpoint['progress']['epoch'] + 1}, "
-        f"batch {checkpoint['progress']['batch']}")  # fmt: skip
+    log(
+        f"resuming {path} at epoch {checkpoint['progress']['epoch'] + 1}, "
+        f"batch {checkpoint['progress']['batch']}"
+    )
     return config, run_dir, checkpoint
 
 
@@ -215,12 +221,15 @@ def _build_run(
     optimizer = builders.build_optimizer(config, model)
     loader = builders.build_train_loader(config, splits)
     run = _Run(
-        config, splits, model, optimizer,
+        config,
+        splits,
+        model,
+        optimizer,
         schedule=builders.build_schedule(config, optimizer, len(loader)),
         loader=loader,
         eval_transform=builders.eval_transform(splits.mean, splits.std),
         criterion=CrossEntropyLoss(config.label_smoothing),
-    )  # fmt: skip
+    )
     if checkpoint is not None:
         run.restore(checkpoint)
     else:
@@ -233,8 +242,15 @@ def _train_epoch(run: _Run, epoch: int, *, show_progress: bool, log: Callable[[s
     run.loader.set_epoch(epoch)
     progress = run.progress
     start_batch = progress["batch"]
-    bar = tqdm(total=len(run.loader), initial=start_batch, desc=f"epoch {epoch + 1}/{run.config.epochs}",
-               unit="batch", disable=not show_progress, dynamic_ncols=True, mininterval=1.0)  # fmt: skip
+    bar = tqdm(
+        total=len(run.loader),
+        initial=start_batch,
+        desc=f"epoch {epoch + 1}/{run.config.epochs}",
+        unit="batch",
+        disable=not show_progress,
+        dynamic_ncols=True,
+        mininterval=1.0,
+    )
     epoch_start = time.perf_counter() - progress["seconds"]
     for i, (x, y) in enumerate(run.loader):
         if i < start_batch:
@@ -294,10 +310,12 @@ def _record_epoch(
 ) -> None:
     """Log the row, then save ``last.npz``, and ``best.npz`` if validation accuracy improved."""
     run.metrics.append(row)
-    log(f"epoch {epoch + 1}/{run.config.epochs}: train loss {row['train_loss']:.4f} "
+    log(
+        f"epoch {epoch + 1}/{run.config.epochs}: train loss {row['train_loss']:.4f} "
         f"acc {row['train_accuracy']:.2%} | val loss {row['val_loss']:.4f} "
         f"acc {row['val_accuracy']:.2%} | {row['seconds']:.0f} s, "
-        f"{row['images_per_second']:.0f} img/s")  # fmt: skip
+        f"{row['images_per_second']:.0f} img/s"
+    )
     improved = val is None or val.accuracy > run.best_val
     if val is not None:
         run.best_val = max(run.best_val, val.accuracy)
@@ -340,8 +358,9 @@ def _finish(run: _Run, log: Callable[[str], None]) -> dict[str, Any]:
     counts = confusion_matrix(test.labels, test.predictions, len(splits.classes))
     per_class = per_class_accuracy(counts)
     plot.history_figure(history, out / "curves.png")
-    plot.confusion_figure(counts, splits.classes, out / "confusion.png",
-                          title=f"test accuracy {test.accuracy:.2%}")  # fmt: skip
+    plot.confusion_figure(
+        counts, splits.classes, out / "confusion.png", title=f"test accuracy {test.accuracy:.2%}"
+    )
     summary = {
         "test_accuracy": test.accuracy,
         "test_loss": test.loss,
@@ -349,11 +368,22 @@ def _finish(run: _Run, log: Callable[[str], None]) -> dict[str, Any]:
         "per_class_accuracy": dict(zip(splits.classes, map(float, per_class))),
         "epochs": len(history),
         "train_seconds": float(sum(row["seconds"] for row in history)),
-        "output": {name: str(out / name) for name in
-                   ("best.npz", "last.npz", "metrics.csv", "metrics.json", "curves.png", "confusion.png")},
-    }  # fmt: skip
+        "output": {
+            name: str(out / name)
+            for name in (
+                "best.npz",
+                "last.npz",
+                "metrics.csv",
+                "metrics.json",
+                "curves.png",
+                "confusion.png",
+            )
+        },
+    }
     with atomic_write(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
-    log(f"test accuracy {test.accuracy:.2%} (best validation {run.best_val:.2%}); "
-        f"wrote {out}/: best.npz, last.npz, metrics.csv, curves.png, confusion.png")  # fmt: skip
+    log(
+        f"test accuracy {test.accuracy:.2%} (best validation {run.best_val:.2%}); "
+        f"wrote {out}/: best.npz, last.npz, metrics.csv, curves.png, confusion.png"
+    )
     return summary

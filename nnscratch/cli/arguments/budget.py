@@ -13,24 +13,35 @@ from nnscratch.training.config import SCHEDULES
 
 def add_budget_arguments(p: argparse.ArgumentParser, *, steps: int, schedule: str) -> None:
     """The SGD budget, the network variant and the data of an experiment that trains twins."""
-    p.add_argument("--steps", type=int, default=steps,
-                   help=f"SGD steps per network (default {steps})")  # fmt: skip
+    p.add_argument(
+        "--steps", type=int, default=steps, help=f"SGD steps per network (default {steps})"
+    )
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--lr", type=float, default=0.1,
-                   help="(peak) learning rate (default 0.1)")  # fmt: skip
+    p.add_argument("--lr", type=float, default=0.1, help="(peak) learning rate (default 0.1)")
     p.add_argument("--momentum", type=float, default=0.9, help="default 0.9")
     p.add_argument("--weight-decay", type=float, default=1e-4, help="default 1e-4 (He et al.)")
-    p.add_argument("--schedule", choices=SCHEDULES, default=schedule,
-                   help=f"learning-rate schedule over the budget (default {schedule})")  # fmt: skip
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=schedule,
+        help=f"learning-rate schedule over the budget (default {schedule})",
+    )
     p.add_argument("--no-bn", action="store_true", help="no batch norm (convs get biases)")
     p.add_argument(
         "--init", choices=CONV_INITS, default="he", help="conv initialisation (default he)"
     )
-    p.add_argument("--activation", choices=list(networks.ACTIVATIONS), default="relu",
-                   help="replace every ReLU by this (default relu)")  # fmt: skip
+    p.add_argument(
+        "--activation",
+        choices=list(networks.ACTIVATIONS),
+        default="relu",
+        help="replace every ReLU by this (default relu)",
+    )
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1)")
-    p.add_argument("--dataset", default="synthetic",
-                   help=f"one of {', '.join(data.names())} (default synthetic)")  # fmt: skip
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help=f"one of {', '.join(data.names())} (default synthetic)",
+    )
     p.add_argument(
         "--data-dir", help="dataset directory (default $NNSCRATCH_DATA or ~/.cache/nnscratch)"
     )
