@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from child import run_child
+from conftest import TINY_FLAGS
 
 import nnscratch.training.trainer as trainer_module
 from nnscratch.cli import main
@@ -22,23 +23,7 @@ from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.training import load_checkpoint, save_checkpoint
 from nnscratch.training.run_dir import lock_run_dir
 
-TINY = [
-    "--model",
-    "resnet20",
-    "--width",
-    "0.25",
-    "--n-train",
-    "240",
-    "--n-test",
-    "40",
-    "--batch-size",
-    "32",
-    "--seed",
-    "3",
-    "--epochs",
-    "2",
-    "--no-progress",
-]
+TINY = [*TINY_FLAGS, "--epochs", "2"]
 BATCHES_PER_EPOCH = 6  # 216 training images in batches of 32
 
 
@@ -165,7 +150,7 @@ def test_ctrl_c_during_the_last_validation_stops_and_resume_finishes(tmp_path, m
 def test_two_runs_started_in_the_same_second_get_their_own_directories(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("nnscratch.training.run_dir.time.strftime", lambda f: "runs/train-same")
-    short = [*TINY[:-3], "--epochs", "1", "--no-progress"]
+    short = [*TINY_FLAGS, "--epochs", "1"]
     assert main(["train", *short]) == 0
     first = snapshot_files(tmp_path / "runs" / "train-same")
     assert main(["train", *short, "--seed", "4"]) == 0

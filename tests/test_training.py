@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import TINY_FLAGS
 
 import nnscratch.training.trainer as trainer_module
 from nnscratch.cli import main
@@ -16,21 +17,6 @@ from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.training import TrainConfig, TrainingDiverged, load_checkpoint, train
 
 TINY = dict(model="resnet20", width=0.25, n_train=240, n_test=40, batch_size=32, epochs=2, seed=3)
-TINY_FLAGS = [
-    "--model",
-    "resnet20",
-    "--width",
-    "0.25",
-    "--n-train",
-    "240",
-    "--n-test",
-    "40",
-    "--batch-size",
-    "32",
-    "--seed",
-    "3",
-    "--no-progress",
-]
 
 
 def weights(path):
