@@ -1,0 +1,76 @@
+"""Checkable exercises: write a layer's forward or backward yourself, then ``check`` it.
+
+    from nnscratch import exercises
+    print(exercises.describe("relu_backward"))      # what to write, shapes, conventions
+    exercises.check("relu_backward", my_relu_backward)
+
+A check runs your code on several cases (batch 1, odd sizes, stride 2, ties, ...),
+compares every output with the library's reference and, for gradients, with central
+finite differences, and recognises the common mistakes: the message names the output,
+the case, the worst entry and, when your result matches a known mistake, what went wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nnscratch.exercises.batch_norm import BATCH_NORM_BACKWARD, BATCH_NORM_FORWARD
+from nnscratch.exercises.checking import CheckResult, Exercise, run_check
+from nnscratch.exercises.conv import CONV2D_BACKWARD, CONV2D_FORWARD
+from nnscratch.exercises.im2col import COL2IM, IM2COL
+from nnscratch.exercises.init import HE_STD
+from nnscratch.exercises.linear import LINEAR
+from nnscratch.exercises.loss import CROSS_ENTROPY
+from nnscratch.exercises.optim import SGD_MOMENTUM_STEP
+from nnscratch.exercises.pooling import GLOBAL_AVG_POOL_BACKWARD, MAX_POOL_BACKWARD
+from nnscratch.exercises.questions import BASIC_BLOCK_PARAMS, ONE_LAYER_GAIN
+from nnscratch.exercises.relu import RELU_BACKWARD
+from nnscratch.exercises.residual import RESIDUAL_BACKWARD
+
+_TEACHING_ORDER = (
+    LINEAR,
+    RELU_BACKWARD,
+    IM2COL,
+    COL2IM,
+    CONV2D_FORWARD,
+    CONV2D_BACKWARD,
+    MAX_POOL_BACKWARD,
+    GLOBAL_AVG_POOL_BACKWARD,
+    BATCH_NORM_FORWARD,
+    BATCH_NORM_BACKWARD,
+    CROSS_ENTROPY,
+    RESIDUAL_BACKWARD,
+    SGD_MOMENTUM_STEP,
+    HE_STD,
+    ONE_LAYER_GAIN,
+    BASIC_BLOCK_PARAMS,
+)
+_EXERCISES: dict[str, Exercise] = {e.name: e for e in _TEACHING_ORDER}
+
+__all__ = ["CheckResult", "check", "describe", "names", "reference"]
+
+
+def _exercise(name: str) -> Exercise:
+    if name not in _EXERCISES:
+        raise KeyError(f"no exercise named {name!r}; the exercises are: {', '.join(names())}")
+    return _EXERCISES[name]
+
+
+def names() -> list[str]:
+    """The exercise names, in teaching order."""
+    return list(_EXERCISES)
+
+
+def describe(name: str) -> str:
+    """What to write for exercise ``name``: the signature, the shapes, the cache, the conventions."""
+    return _exercise(name).describe()
+
+
+def reference(name: str) -> Any:
+    """The library's own solution, with the exercise's signature (a number for a question)."""
+    return _exercise(name).reference
+
+
+def check(name: str, submission: Any) -> CheckResult:
+    """Check your function (a pair of functions, or a number, as ``describe(name)`` says)."""
+    return run_check(_exercise(name), submission)
