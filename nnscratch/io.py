@@ -33,7 +33,15 @@ import numpy as np
 from nnscratch.utils.atomic import atomic_write
 from nnscratch.utils.safe_pickle import RestrictedUnpickler, UnsafePickleError
 
-__all__ = ["UnsafePickleError", "load", "load_torch_checkpoint", "save"]
+__all__ = [
+    "UnsafePickleError",
+    "load",
+    "load_safetensors",
+    "load_torch_checkpoint",
+    "save",
+    "save_safetensors",
+    "save_torch_checkpoint",
+]
 
 # Limits for untrusted files (see the module docstring). Our own .npz files and torch's
 # .pth archives are stored uncompressed (ratio 1); np.savez_compressed of trained weights
@@ -78,31 +86,37 @@ def save(model_or_state: Any, path: str | os.PathLike) -> None:
     Raises ``TypeError`` for a non-str key or a non-numeric value and ``ValueError`` for
     a value that is not a rectangular array; both name the key.
     """
+    arrays = _state_arrays(model_or_state, "biufcU", "save()")  # U: text (class names)
+    reserved = _SAVEZ_ARGUMENT_NAMES & set(arrays)
+    if reserved:
+        raise ValueError(f"state dict key {reserved.pop()!r} is reserved by np.savez; rename it")
+    with atomic_write(path, "wb") as f:
+        # A file object (not a name) so that numpy cannot append ".npz" to the temp name.
+        np.savez(f, allow_pickle=False, **arrays)
+
+
+def _state_arrays(model_or_state: Any, kinds: str, caller: str) -> dict[str, np.ndarray]:
+    """The state dict of a model or mapping as arrays whose dtype kind is one of ``kinds``."""
     state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
     if not isinstance(state, Mapping):
         raise TypeError(
-            "save() expects a model with state_dict() or a mapping of str to arrays, "
+            f"{caller} expects a model with state_dict() or a mapping of str to arrays, "
             f"got {type(state).__name__}"
         )
     arrays = {}
     for key, value in state.items():
         if not isinstance(key, str):
             raise TypeError(f"state dict key {key!r} is a {type(key).__name__}, expected str")
-        if key in _SAVEZ_ARGUMENT_NAMES:
-            raise ValueError(f"state dict key {key!r} is reserved by np.savez; rename it")
         try:
             array = np.asarray(value)
         except ValueError as exc:
             raise ValueError(f"state dict entry {key!r} is not an array: {exc}") from None
-        if array.dtype.kind not in "biufcU":  # U: fixed-width text (class names), no pickle
+        if array.dtype.kind not in kinds:
             raise TypeError(
-                f"state dict entry {key!r} has dtype {array.dtype}; only numeric or text arrays "
-                "(bool, int, float, complex, str) can be saved"
+                f"state dict entry {key!r} has dtype {array.dtype}, which {caller} cannot store"
             )
         arrays[key] = array
-    with atomic_write(path, "wb") as f:
-        # A file object (not a name) so that numpy cannot append ".npz" to the temp name.
-        np.savez(f, allow_pickle=False, **arrays)
+    return arrays
 
 
 def load(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -454,3 +468,138 @@ def load_torch_checkpoint(path: str | os.PathLike) -> Any:
             raise ValueError(
                 f"{source}: corrupted or not a PyTorch checkpoint ({type(exc).__name__}: {exc})"
             ) from None
+
+
+# ---------------------------------------------------------------------------------------
+# PyTorch .pth files and safetensors, written without torch
+# ---------------------------------------------------------------------------------------
+
+# NumPy dtype -> torch storage class; torch.load rebuilds each tensor with its dtype.
+_TORCH_STORAGES = {
+    np.dtype("f4"): "FloatStorage",
+    np.dtype("f8"): "DoubleStorage",
+    np.dtype("f2"): "HalfStorage",
+    np.dtype("i8"): "LongStorage",
+    np.dtype("i4"): "IntStorage",
+    np.dtype("i2"): "ShortStorage",
+    np.dtype("i1"): "CharStorage",
+    np.dtype("u1"): "ByteStorage",
+    np.dtype("?"): "BoolStorage",
+}
+
+
+class _PickleWriter:
+    """The few pickle opcodes (protocol 2) a state dict of tensors needs, written by hand.
+
+    ``pickle.Pickler`` cannot name ``torch._utils._rebuild_tensor_v2`` without importing
+    torch, so the stream is spelled out: ``OrderedDict`` of ``_rebuild_tensor_v2(storage,
+    offset, size, stride, requires_grad, hooks)``, each storage a persistent id
+    ``("storage", torch.<Type>Storage, key, "cpu", numel)`` naming ``data/<key>``.
+    """
+
+    def __init__(self) -> None:
+        self.out = bytearray(b"\x80\x02")  # PROTO 2
+
+    def global_(self, module: str, name: str) -> None:
+        self.out += f"c{module}\n{name}\n".encode()
+
+    def text(self, value: str) -> None:
+        data = value.encode("utf-8")
+        self.out += b"X" + len(data).to_bytes(4, "little") + data  # BINUNICODE
+
+    def integer(self, value: int) -> None:
+        if 0 <= value < 1 << 31:
+            self.out += b"J" + value.to_bytes(4, "little")  # BININT
+        else:
+            data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+            self.out += b"\x8a" + bytes([len(data)]) + data  # LONG1
+
+    def int_tuple(self, values: tuple[int, ...]) -> None:
+        self.out += b"("  # MARK
+        for v in values:
+            self.integer(v)
+        self.out += b"t"  # TUPLE
+
+    def empty_ordered_dict(self) -> None:
+        self.global_("collections", "OrderedDict")
+        self.out += b")R"  # EMPTY_TUPLE, REDUCE
+
+    def tensor(self, key: str, array: np.ndarray) -> None:
+        self.global_("torch._utils", "_rebuild_tensor_v2")
+        self.out += b"(("  # MARK (the call's arguments), MARK (the persistent id)
+        self.text("storage")
+        self.global_("torch", _TORCH_STORAGES[array.dtype])
+        self.text(key)
+        self.text("cpu")
+        self.integer(array.size)
+        self.out += b"tQ"  # TUPLE, BINPERSID
+        self.integer(0)  # storage offset
+        self.int_tuple(array.shape)
+        self.int_tuple(tuple(s // array.itemsize for s in array.strides))  # C order
+        self.out += b"\x89"  # NEWFALSE: requires_grad
+        self.empty_ordered_dict()  # backward hooks
+        self.out += b"tR"  # TUPLE, REDUCE
+
+
+def save_torch_checkpoint(model_or_state: Any, path: str | os.PathLike) -> None:
+    """Write a state dict in PyTorch's zip format, without torch, atomically.
+
+    ``torch.load(path, weights_only=True)`` reads it back as an ``OrderedDict`` of tensors
+    with the same keys, shapes and dtypes (float32, float64, float16, the integer types
+    and bool; ``num_batches_tracked`` stays int64), and ``model.load_state_dict`` takes it.
+    """
+    arrays = _state_arrays(model_or_state, "biuf", "save_torch_checkpoint()")
+    # native byte order, C order; np.array keeps 0-d arrays 0-d (ascontiguousarray would not)
+    arrays = {k: np.array(a, dtype=a.dtype.newbyteorder("="), order="C") for k, a in arrays.items()}
+    unsupported = [f"{k} ({a.dtype})" for k, a in arrays.items() if a.dtype not in _TORCH_STORAGES]
+    if unsupported:
+        raise TypeError(f"no PyTorch storage type for {', '.join(unsupported)}")
+    pickle_ = _PickleWriter()
+    pickle_.empty_ordered_dict()
+    if arrays:
+        pickle_.out += b"("  # MARK
+        for index, (key, array) in enumerate(arrays.items()):
+            pickle_.text(key)
+            pickle_.tensor(str(index), array)
+        pickle_.out += b"u"  # SETITEMS
+    pickle_.out += b"."  # STOP
+    with atomic_write(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", bytes(pickle_.out))
+        archive.writestr("archive/byteorder", "little" if np.little_endian else "big")
+        for index, array in enumerate(arrays.values()):
+            archive.writestr(f"archive/data/{index}", array.tobytes())
+        archive.writestr("archive/version", "3\n")
+
+
+def _safetensors_numpy() -> Any:
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError(
+            "safetensors files need the safetensors package: pip install 'nnscratch[safetensors]'"
+        ) from None
+    return safetensors.numpy
+
+
+def save_safetensors(model_or_state: Any, path: str | os.PathLike) -> None:
+    """Write a state dict as a ``.safetensors`` file (needs the ``safetensors`` package)."""
+    arrays = _state_arrays(model_or_state, "biuf", "save_safetensors()")
+    data = _safetensors_numpy().save({k: np.array(a, order="C") for k, a in arrays.items()})
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a ``.safetensors`` state dict (timm's and torchvision's names are nnscratch's).
+
+    The safetensors format is a JSON table of offsets and a byte buffer; the library
+    checks the table against the file's size before it reads. Raises ``ValueError``
+    naming the file if it is not a readable safetensors file.
+    """
+    reader = _safetensors_numpy()
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return dict(reader.load(data))
+    except Exception as exc:  # the library raises its own SafetensorError on bad files
+        raise ValueError(f"{os.fspath(path)}: not a readable safetensors file ({exc})") from None

@@ -16,11 +16,30 @@ from nnscratch.functional.fast.workers import num_workers
 from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
 
-COMMANDS = ("train", "evaluate", "extract", "summary", "bench", "gradflow", "degradation", "lesion")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "extract",
+    "export",
+    "summary",
+    "bench",
+    "gradflow",
+    "degradation",
+    "lesion",
+)
 
 # Exceptions that mean "the input (or the machine) cannot do this", reported as one line:
-# OSError covers missing and unwritable files, a full disk and a failed download.
-USER_ERRORS = (ValueError, TypeError, KeyError, OSError, MemoryError, UnsafePickleError)
+# OSError covers missing and unwritable files, a full disk and a failed download;
+# ImportError an optional package that is not installed (safetensors).
+USER_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    OSError,
+    MemoryError,
+    ImportError,
+    UnsafePickleError,
+)
 
 
 def one_line(error: BaseException) -> str:

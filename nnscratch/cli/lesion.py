@@ -11,7 +11,7 @@ from nnscratch.experiments import networks, results
 from nnscratch.experiments.lesion import lesion, lesion_study, summary_line
 from nnscratch.training import load_checkpoint
 from nnscratch.training.builders import dataset_split, restore_run
-from nnscratch.training.run_dir import check_output_dir, create_output_dir
+from nnscratch.training.run_dir import check_output_dir, checkpoint_in, create_output_dir
 
 EXAMPLES = """examples:
   nnscratch lesion                                    # train ResNet-20 and its plain twin, lesion both
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_output_dir(args.out)  # before the experiment, not after it
     if args.checkpoint:
-        checkpoint = load_checkpoint(args.checkpoint)
+        checkpoint = load_checkpoint(checkpoint_in(args.checkpoint))
         config, model, transform = restore_run(checkpoint)
         label = f"{'plain' if config.plain else 'residual'} {config.model}"
         result = lesion(model, dataset_split(config, "test"), transform)

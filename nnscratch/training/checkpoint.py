@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,8 +211,18 @@ def _check_weights(state: dict[Any, Any], path: Path) -> None:
             raise ValueError(f"{path}: weight {key!r} is not finite (NaN or infinity)")
 
 
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """True for an ``.npz`` training checkpoint, False for a bare state dict (reads the index)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return f"{_META_KEY}.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Model weights from a training checkpoint, a state-dict ``.npz`` or a PyTorch ``.pth``.
+    """Model weights from a training checkpoint, a state-dict ``.npz``, a PyTorch ``.pth`` or a
+    ``.safetensors`` file.
 
     The weights must be finite float arrays (integer ``num_batches_tracked`` aside).
     """
@@ -225,6 +236,8 @@ def load_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if not isinstance(state, dict):
             raise ValueError(f"{path}: expected a state dict in this PyTorch file")
         state = dict(state)
+    elif path.suffix == ".safetensors":
+        state = io.load_safetensors(path)
     else:
         arrays = io.load(path)
         if _META_KEY in arrays:

@@ -128,3 +128,13 @@ def resolve_resume(path: str | os.PathLike) -> tuple[Path, Path]:
     if not checkpoint.is_file():
         raise FileNotFoundError(f"{run_dir} holds no last.npz to resume from")
     return run_dir, checkpoint
+
+
+def checkpoint_in(path: str | os.PathLike) -> Path:
+    """The checkpoint a command should read: ``path`` itself, or a run directory's ``best.npz``."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / "best.npz").is_file():
+            raise FileNotFoundError(f"{path} holds no best.npz (is it a run directory?)")
+        return path / "best.npz"
+    return path

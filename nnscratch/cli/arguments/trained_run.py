@@ -9,6 +9,7 @@ from nnscratch.data import ArrayDataset, Pipeline
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.training import TrainConfig, load_checkpoint
 from nnscratch.training.builders import dataset_split, restore_run
+from nnscratch.training.run_dir import checkpoint_in
 
 
 class TrainedRun(NamedTuple):
@@ -21,7 +22,10 @@ class TrainedRun(NamedTuple):
 
 def add_checkpoint_arguments(p: argparse.ArgumentParser) -> None:
     """CHECKPOINT, --split and --batch-size."""
-    p.add_argument("checkpoint", help="a checkpoint written by nnscratch train")
+    p.add_argument(
+        "checkpoint",
+        help="a checkpoint written by nnscratch train, or a run directory (its best.npz)",
+    )
     p.add_argument("--split", choices=["test", "val", "train"], default="test", help="default test")
     p.add_argument("--batch-size", type=int, default=256, help="default 256")
 
@@ -30,6 +34,6 @@ def load_trained_run(args: argparse.Namespace) -> TrainedRun:
     """The model of ``args.checkpoint`` as trained, its eval transform and ``args.split``."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    checkpoint = load_checkpoint(args.checkpoint)
+    checkpoint = load_checkpoint(checkpoint_in(args.checkpoint))
     config, model, transform = restore_run(checkpoint, args.batch_size)
     return TrainedRun(checkpoint, config, model, transform, dataset_split(config, args.split))
