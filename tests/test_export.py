@@ -175,3 +175,54 @@ def test_exported_resnet18_gives_the_same_logits_in_torch(tmp_path, suffix):
         np.testing.assert_allclose(
             value.numpy(), ours_after[key], rtol=1e-5, atol=1e-6, err_msg=key
         )
+
+
+def _ddp_worker(rank: int, world: int, port: int, path: str, batch: tuple, out: str) -> None:
+    """One process of a two-process DistributedDataParallel run from exported weights."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    model = torchvision_resnet18(torch, 10)
+    model.load_state_dict(torch.load(path, weights_only=True), strict=True)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+    x, y = (torch.from_numpy(a) for a in batch)
+    losses = []
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(ddp(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    if rank == 0:
+        np.save(out, np.array(losses))
+    dist.destroy_process_group()
+
+
+def test_exported_weights_train_on_with_torch_distributed_data_parallel(tmp_path):
+    """The scale-out path for real: two processes (gloo, 127.0.0.1) train two steps from
+    the exported weights; the first step's loss is nnscratch's loss on that batch."""
+    torch = pytest.importorskip("torch")
+    import socket
+
+    from nnscratch.nn.loss import CrossEntropyLoss
+
+    model = models.resnet18(stem="cifar", num_classes=10, seed=0)
+    io.save_torch_checkpoint(model, tmp_path / "resnet18.pth")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    ours = CrossEntropyLoss()(model.train()(x), y)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "losses.npy"
+    args = (2, port, str(tmp_path / "resnet18.pth"), (x, y), str(out))
+    torch.multiprocessing.spawn(_ddp_worker, args=args, nprocs=2, join=True)
+    losses = np.load(out)
+    assert losses[0] == pytest.approx(ours, rel=1e-5)
+    assert losses[1] < losses[0]  # the step was taken, with the gradient averaged over both
