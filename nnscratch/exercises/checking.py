@@ -168,13 +168,17 @@ def conform(name: str, value: Any, want: np.ndarray, like: str | None) -> np.nda
     if not isinstance(value, np.ndarray):
         raise Refusal(f"{name} should be a numpy array, but it is {kind_of(value)}")
     if value.shape != want.shape:
-        against = f"but {like} has shape {want.shape}" if like else f"expected {want.shape}"
+        against = (
+            f"but {like} has shape {want.shape}" if like else f"but should have shape {want.shape}"
+        )
         transposed = value.ndim >= 2 and value.shape == want.shape[::-1]
         raise Refusal(
             f"{name} has shape {value.shape} {against}" + (" (transposed?)" if transposed else "")
         )
     if value.dtype != want.dtype:
-        against = f"but {like} has dtype {want.dtype}" if like else f"expected {want.dtype}"
+        against = (
+            f"but {like} has dtype {want.dtype}" if like else f"but should have dtype {want.dtype}"
+        )
         raise Refusal(f"{name} has dtype {value.dtype} {against}")
     return value
 

@@ -7,7 +7,8 @@ import numpy as np
 from nnscratch.exercises.checking import Case, Exercise, Mistake, Output
 from nnscratch.exercises.im2col import (
     col2im_cropped_at_the_corner,
-    col2im_overwriting,
+    col2im_overwriting_by_offset,
+    col2im_overwriting_by_window,
     geometry_words,
 )
 from nnscratch.functional.conv import conv2d_backward as library_conv2d_backward
@@ -168,10 +169,13 @@ summed over every (n, o, p, q); dx is dx_pad without its padding; db[o] sums dy 
             "every position of channel o",
             _with(2, lambda dy, x, w, s, p: np.zeros(w.shape[0])),
         ),
-        Mistake(
-            "a pixel in several windows collects every term: col2im must add (+=), not "
-            "overwrite (=)",
-            _with(0, _dx_by(col2im_overwriting)),
+        *(
+            Mistake(
+                "a pixel in several windows collects every term: col2im must add (+=), not "
+                "overwrite (=)",
+                _with(0, _dx_by(overwriting)),
+            )
+            for overwriting in (col2im_overwriting_by_window, col2im_overwriting_by_offset)
         ),
         Mistake(
             "off by the padding: crop dx_pad[:, :, padding:padding+H, padding:padding+W], not "

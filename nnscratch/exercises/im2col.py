@@ -117,8 +117,8 @@ def _col2im_rows_channel_last(dcols, x_shape, KH, KW, stride, padding):
     return col2im(reordered, x_shape, KH, KW, stride, padding)
 
 
-def col2im_overwriting(dcols, x_shape, KH, KW, stride, padding):
-    """col2im with `=` where `+=` belongs: a pixel in several windows keeps one term."""
+def col2im_overwriting_by_offset(dcols, x_shape, KH, KW, stride, padding):
+    """col2im with `=` where `+=` belongs, looping over kernel offsets (i, j)."""
     g = geometry(x_shape, KH, KW, stride, padding)
     N, C, H, W = x_shape
     d = dcols.reshape(C, KH, KW, N, g.H_out, g.W_out)
@@ -128,6 +128,19 @@ def col2im_overwriting(dcols, x_shape, KH, KW, stride, padding):
             rows = slice(i, i + stride * g.H_out, stride)
             cols = slice(j, j + stride * g.W_out, stride)
             dx_pad[:, :, rows, cols] = d[:, i, j].transpose(1, 0, 2, 3)
+    return dx_pad[:, :, padding : padding + H, padding : padding + W]
+
+
+def col2im_overwriting_by_window(dcols, x_shape, KH, KW, stride, padding):
+    """col2im with `=` where `+=` belongs, looping over windows (n, p, q)."""
+    g = geometry(x_shape, KH, KW, stride, padding)
+    N, C, H, W = x_shape
+    d = dcols.reshape(C, KH, KW, N, g.H_out, g.W_out)
+    dx_pad = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
+    for n, p, q in np.ndindex(N, g.H_out, g.W_out):
+        rows = slice(p * stride, p * stride + KH)
+        cols = slice(q * stride, q * stride + KW)
+        dx_pad[n, :, rows, cols] = d[:, :, :, n, p, q]
     return dx_pad[:, :, padding : padding + H, padding : padding + W]
 
 
@@ -193,10 +206,13 @@ COL2IM = Exercise(
     reference=col2im,
     cases=_col2im_cases,
     mistakes=(
-        Mistake(
-            "a pixel that lies in several windows must collect every term: add (+=) into dx, "
-            "do not overwrite (=)",
-            col2im_overwriting,
+        *(
+            Mistake(
+                "a pixel that lies in several windows must collect every term: add (+=) into "
+                "dx, do not overwrite (=)",
+                overwriting,
+            )
+            for overwriting in (col2im_overwriting_by_window, col2im_overwriting_by_offset)
         ),
         Mistake(
             "off by the padding: after adding into the padded image, crop "

@@ -1,0 +1,676 @@
+"""The exercise checks: they accept right answers written another way, reject wrong ones with
+the right hint (also wrong ones no catalogue lists), and never raise on a learner's bug.
+
+The learner-style implementations below are written independently of the library (loops,
+other orders of operations); ``learner_*(..., mistake=...)`` switches in one realistic bug.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nnscratch import exercises
+from nnscratch.exercises.checking import Exercise
+from nnscratch.functional.activation import relu_backward, relu_forward
+from nnscratch.functional.conv import conv2d_backward, conv2d_forward
+from nnscratch.nn.init import torch_default_uniform
+
+GENERIC = "no common mistake matches"
+
+
+def _exercise(name: str) -> Exercise:
+    return exercises._EXERCISES[name]
+
+
+def rejected(name: str, submission, *needles: str) -> str:
+    """Check ``submission``, require a failure whose message contains every needle."""
+    result = exercises.check(name, submission)
+    assert not result.passed, f"{name}: a wrong submission passed"
+    for needle in needles:
+        assert needle in result.message, f"{needle!r} not in:\n{result.message}"
+    return result.message
+
+
+def accepted(name: str, submission) -> None:
+    result = exercises.check(name, submission)
+    assert result.passed, result.message
+
+
+# ----------------------------------------------------------------------- the API
+def test_names_in_teaching_order_and_each_described():
+    names = exercises.names()
+    assert names[:3] == ["linear", "relu_backward", "im2col"]
+    assert names[-2:] == ["one_layer_gain", "basic_block_params"]
+    assert len(names) == len(set(names)) >= 16
+    for name in names:
+        text = exercises.describe(name)
+        assert text.startswith(f"{name}: ") and f'check("{name}", ' in text
+    assert "relu'(0) = 0" in exercises.describe("relu_backward")
+    assert "first\nmaximum in row-major order" in exercises.describe("max_pool_backward")
+    assert "M / (M - 1)" in exercises.describe("batch_norm_forward")
+    assert "buf = momentum * buf + g" in exercises.describe("sgd_momentum_step")
+    with pytest.raises(KeyError, match="no exercise named 'lineaar'"):
+        exercises.describe("lineaar")
+
+
+@pytest.mark.parametrize("name", exercises.names())
+def test_reference_passes(name):
+    result = exercises.check(name, exercises.reference(name))
+    assert result.passed and "passed" in str(result), result.message
+    assert "&#10004;" in result._repr_html_()
+
+
+@pytest.mark.parametrize("name", exercises.names())
+def test_every_catalogued_mistake_is_rejected_with_its_own_hint(name):
+    exercise = _exercise(name)
+    assert len(exercise.mistakes) >= 3
+    for mistake in exercise.mistakes:
+        rejected(name, mistake.submission, f"Hint: {mistake.hint}.")
+
+
+def stub(*args):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("name", [n for n in exercises.names() if _exercise(n).kind != "number"])
+def test_a_stub_is_not_implemented_yet(name):
+    submission = (stub, stub) if _exercise(name).kind == "pair" else stub
+    assert exercises.check(name, submission).message == f"{name}: not implemented yet."
+
+
+def test_a_learner_exception_is_reported_with_its_case_not_raised():
+    def broken(dy, x):
+        return dy / 0 if x.ndim == 2 else {}["missing"]
+
+    message = rejected(
+        "relu_backward", broken, "your code raised KeyError: 'missing'", "in case: a"
+    )
+    assert "in broken, line" in message
+    rejected("linear", (lambda x, w, b: (x @ w.T + b, None), stub), "not implemented yet")
+
+
+def test_wrong_kinds_of_submission_are_refused_in_one_sentence():
+    rejected("linear", stub, "check expects a pair (forward, backward) of functions")
+    rejected("relu_backward", 3, "check expects your function, but got an int")
+    rejected("one_layer_gain", "1/6", "check expects a number, but got a str")
+    rejected("linear", (lambda x, w, b: x @ w.T + b, stub), "the forward should return a pair")
+
+
+def test_wrong_shapes_types_and_dtypes_are_refused_in_one_sentence():
+    rejected(
+        "relu_backward",
+        lambda dy, x: dy[..., :-1],
+        "dx has shape (2, 3, 4, 4) but x has shape (2, 3, 4, 5), in case",
+    )
+    rejected(
+        "relu_backward",
+        lambda dy, x: dy.astype(np.float32),
+        "dx has dtype float32 but x has dtype float64",
+    )
+    rejected(
+        "relu_backward", lambda dy, x: dy.tolist(), "dx should be a numpy array, but it is a list"
+    )
+    rejected(
+        "he_std",
+        lambda shape, mode: np.ones(2),
+        "std should be a single number, but it has shape (2,)",
+    )
+    rejected(
+        "conv2d_backward",
+        lambda dy, x, w, s, p: (x, w),
+        "should give 3 values (dx, dw, db), but it gave a tuple of 2",
+    )
+    message = rejected(
+        "im2col",
+        learner_im2col_no_padding,
+        "cols has shape (18, 12) but should have shape (18, 24), in case: batch 2",
+    )
+    assert message.count("\n") == 0  # one sentence
+
+
+# ----------------------------------------------------------------------- linear
+def learner_linear_forward(x, w, b, mistake=None):
+    y = np.einsum("ni,oi->no", x, w)
+    return (y if mistake == "no bias" else y + b), (x, w)
+
+
+def learner_linear_backward(dy, cache, mistake=None):
+    x, w = cache
+    dx = np.einsum("no,oi->ni", dy, w) if mistake != "w.T" else dy @ w.T
+    dw = np.einsum("no,ni->oi", dy, x) if mistake != "x.T @ dy" else x.T @ dy
+    db = dy.sum(axis=0) if mistake != "mean" else dy.mean(axis=0)
+    return 2 * dx if mistake == "generic" else dx, dw, db
+
+
+def linear_pair(mistake=None):
+    return (
+        lambda x, w, b: learner_linear_forward(x, w, b, mistake),
+        lambda dy, cache: learner_linear_backward(dy, cache, mistake),
+    )
+
+
+def test_linear():
+    accepted("linear", linear_pair())
+    rejected(
+        "linear", linear_pair("no bias"), "y is wrong", "forgot the bias", "dx, dw, db are right"
+    )
+    rejected("linear", linear_pair("w.T"), "raised ValueError: matmul", "Hint: dx = dy @ w")
+    rejected(
+        "linear",
+        linear_pair("x.T @ dy"),
+        "dw has shape (3, 2) but w has shape (2, 3) (transposed?)",
+        "Hint: dw = dy.T @ x",
+    )
+    rejected("linear", linear_pair("mean"), "db is wrong in 2 of 3 cases", "not the mean")
+    rejected(
+        "linear",
+        linear_pair("generic"),
+        "dx is wrong in 3 of 3 cases; first in case: batch 1, 3 -> 2 features, at index",
+        "finite differences",
+        GENERIC,
+    )
+
+
+# ----------------------------------------------------------------------- relu
+def test_relu_backward():
+    accepted("relu_backward", lambda dy, x: dy * (x > 0))
+    rejected("relu_backward", lambda dy, x: dy * (x >= 0), "with exact zeros", "relu'(0) is 0")
+
+    def masked_copy(dy, x):
+        dx = dy.copy()
+        dx[x < 0] = 0
+        return dx
+
+    rejected("relu_backward", masked_copy, "relu'(0) is 0")
+    rejected("relu_backward", lambda dy, x: (x > 0) * 1.0, "chain rule")
+    rejected("relu_backward", lambda dy, x: dy * np.maximum(x, 0), "not times relu(x)")
+    rejected("relu_backward", lambda dy, x: np.where(x > 0, dy, 0.01 * dy), "dx is wrong", GENERIC)
+
+
+# ----------------------------------------------------------------------- im2col, col2im
+def learner_im2col(x, KH, KW, stride, padding, mistake=None):
+    """Loops: one column per (n, p, q), one row per (c, i, j)."""
+    N, _, H, W = x.shape
+    pads = (0, 2 * padding) if mistake == "one side" else (padding, padding)
+    mode = "edge" if mistake == "edge" else "constant"
+    x_pad = np.pad(x, ((0, 0), (0, 0), pads, pads), mode=mode)
+    H_out = (H + 2 * padding - KH) // stride + 1
+    W_out = (W + 2 * padding - KW) // stride + 1
+    columns = []
+    for n in range(N):
+        for p in range(H_out):
+            for q in range(W_out):
+                window = x_pad[n, :, p * stride : p * stride + KH, q * stride : q * stride + KW]
+                columns.append(window.transpose(1, 2, 0) if mistake == "ijc" else window)
+    cols = np.stack([c.reshape(-1) for c in columns], axis=1)
+    if mistake == "batch last":
+        cols = cols.reshape(-1, N, H_out * W_out).transpose(0, 2, 1).reshape(cols.shape)
+    return cols
+
+
+def learner_im2col_no_padding(x, KH, KW, stride, padding):
+    return learner_im2col(x, KH, KW, stride, 0)
+
+
+def test_im2col():
+    accepted("im2col", learner_im2col)
+    for mistake, hint in (
+        ("ijc", "channel last"),
+        ("batch last", "put the batch last"),
+        ("one side", "on every side"),
+    ):
+        rejected(
+            "im2col", lambda *a, m=mistake: learner_im2col(*a, mistake=m), "cols is wrong", hint
+        )
+    rejected(
+        "im2col",
+        lambda *a: learner_im2col(*a, mistake="edge"),
+        "cols is wrong in 2 of 4 cases",
+        GENERIC,
+    )
+
+
+def learner_col2im(dcols, x_shape, KH, KW, stride, padding, mistake=None):
+    N, C, H, W = x_shape
+    H_out = (H + 2 * padding - KH) // stride + 1
+    W_out = (W + 2 * padding - KW) // stride + 1
+    dx_pad = np.zeros((N, C, H + 2 * padding, W + 2 * padding))
+    count = np.zeros_like(dx_pad)
+    column = 0
+    for n in range(N):
+        for p in range(H_out):
+            for q in range(W_out):
+                block = dcols[:, column].reshape(C, KH, KW)
+                at = (
+                    n,
+                    slice(None),
+                    slice(p * stride, p * stride + KH),
+                    slice(q * stride, q * stride + KW),
+                )
+                if mistake == "overwrite":
+                    dx_pad[at] = block
+                else:
+                    dx_pad[at] += block
+                count[at] += 1
+                column += 1
+    if mistake == "average":
+        dx_pad /= np.maximum(count, 1)
+    if mistake == "corner":
+        return dx_pad[:, :, :H, :W]
+    return dx_pad[:, :, padding : padding + H, padding : padding + W]
+
+
+def test_col2im():
+    accepted("col2im", learner_col2im)
+    rejected(
+        "col2im",
+        lambda *a: learner_col2im(*a, mistake="overwrite"),
+        "dx is wrong",
+        "add (+=) into dx",
+    )
+    rejected("col2im", lambda *a: learner_col2im(*a, mistake="corner"), "off by the padding")
+
+    def rows_channel_last(dcols, x_shape, KH, KW, stride, padding):
+        C = x_shape[1]
+        reordered = dcols.reshape(KH, KW, C, -1).transpose(2, 0, 1, 3).reshape(dcols.shape)
+        return learner_col2im(reordered, x_shape, KH, KW, stride, padding)
+
+    rejected("col2im", rows_channel_last, "read as (i, j, c)")
+    rejected(
+        "col2im",
+        lambda *a: learner_col2im(*a, mistake="average"),
+        "dx is wrong",
+        "finite differences",
+        GENERIC,
+    )
+
+
+# ----------------------------------------------------------------------- conv2d
+def learner_conv2d_forward(x, w, b, stride, padding, mistake=None):
+    N, _, H, W = x.shape
+    C_out, _, KH, KW = w.shape
+    pads = (0, 2 * padding) if mistake == "one side" else (padding, padding)
+    x_pad = np.pad(x, ((0, 0), (0, 0), pads, pads))
+    kernel = w[:, :, ::-1, ::-1] if mistake == "flipped" else w
+    H_out, W_out = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    y = np.zeros((N, C_out, H_out, W_out))
+    for p in range(H_out):
+        for q in range(W_out):
+            window = x_pad[:, :, p * stride : p * stride + KH, q * stride : q * stride + KW]
+            y[:, :, p, q] = np.einsum("ncij,ocij->no", window, kernel)
+    if mistake == "no bias":
+        return y
+    return y + b[:, None, None] * (2 if mistake == "bias twice" else 1)
+
+
+def test_conv2d_forward():
+    accepted("conv2d_forward", learner_conv2d_forward)
+    for mistake, hint in (
+        ("flipped", "true convolution"),
+        ("no bias", "bias is missing"),
+        ("one side", "on every side"),
+    ):
+        rejected(
+            "conv2d_forward",
+            lambda *a, m=mistake: learner_conv2d_forward(*a, mistake=m),
+            "y is wrong",
+            hint,
+        )
+    rejected(
+        "conv2d_forward",
+        lambda *a: learner_conv2d_forward(*a, mistake="bias twice"),
+        "y is wrong in 4 of 4 cases",
+        GENERIC,
+    )
+
+
+def learner_conv2d_backward(dy, x, w, stride, padding, mistake=None):
+    """Scatter-add loops, as the forward read the inputs."""
+    C_out, _, KH, KW = w.shape
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    dx_pad, dw = np.zeros_like(x_pad), np.zeros_like(w)
+    kernel = w[:, :, ::-1, ::-1] if mistake == "flipped dx" else w
+    for p in range(dy.shape[2]):
+        for q in range(dy.shape[3]):
+            rows, cols = slice(p * stride, p * stride + KH), slice(q * stride, q * stride + KW)
+            dx_pad[:, :, rows, cols] += np.einsum("no,ocij->ncij", dy[:, :, p, q], kernel)
+            dw += np.einsum("no,ncij->ocij", dy[:, :, p, q], x_pad[:, :, rows, cols])
+    H, W = x.shape[2:]
+    dx = dx_pad[:, :, padding : padding + H, padding : padding + W]
+    db = np.zeros(C_out) if mistake == "no db" else dy.sum(axis=(0, 2, 3))
+    if mistake == "dw mean":
+        dw /= len(x)
+    return (dx * 0.5 if mistake == "generic" else dx), dw, db
+
+
+def test_conv2d_backward():
+    accepted("conv2d_backward", learner_conv2d_backward)
+    for mistake, hint in (
+        ("flipped dx", "dx used the flipped kernel"),
+        ("no db", "bias gradient is missing"),
+        ("dw mean", "dw sums over the batch"),
+    ):
+        rejected(
+            "conv2d_backward", lambda *a, m=mistake: learner_conv2d_backward(*a, mistake=m), hint
+        )
+    rejected(
+        "conv2d_backward",
+        lambda *a: learner_conv2d_backward(*a, mistake="generic"),
+        "dx is wrong in 4 of 4 cases",
+        GENERIC,
+        "dw, db are right",
+    )
+
+
+# ----------------------------------------------------------------------- pooling
+def learner_max_pool_backward(dy, x, kernel_size, stride, mistake=None):
+    dx = np.zeros_like(x)
+    k = kernel_size
+    for n, c, p, q in np.ndindex(*dy.shape):
+        window = x[n, c, p * stride : p * stride + k, q * stride : q * stride + k]
+        target = dx[n, c, p * stride : p * stride + k, q * stride : q * stride + k]
+        if mistake == "all ties":
+            target += (window == window.max()) * dy[n, c, p, q]
+            continue
+        if mistake == "average":
+            target += dy[n, c, p, q] / k**2
+            continue
+        flat = window.reshape(-1)
+        i = flat.size - 1 - np.argmax(flat[::-1]) if mistake == "last" else np.argmax(flat)
+        if mistake == "overwrite":
+            target[divmod(i, k)] = dy[n, c, p, q]
+        else:
+            target[divmod(i, k)] += dy[n, c, p, q]
+    return dx
+
+
+def test_max_pool_backward():
+    accepted("max_pool_backward", learner_max_pool_backward)
+    for mistake, hint in (
+        ("all ties", "not every element equal to the maximum"),
+        ("last", "not the last"),
+        ("overwrite", "receives both gradients"),
+    ):
+        rejected(
+            "max_pool_backward",
+            lambda *a, m=mistake: learner_max_pool_backward(*a, mistake=m),
+            "dx is wrong",
+            hint,
+        )
+    rejected(
+        "max_pool_backward",
+        lambda *a: learner_max_pool_backward(*a, mistake="average"),
+        "dx is wrong in 4 of 4 cases",
+        GENERIC,
+    )
+
+
+def test_global_avg_pool_backward():
+    def spread(divisor):
+        return lambda dy, shape: np.ones(shape) * dy[:, :, None, None] / divisor(*shape)
+
+    accepted("global_avg_pool_backward", spread(lambda N, C, H, W: H * W))
+    rejected("global_avg_pool_backward", spread(lambda N, C, H, W: 1), "divide by H*W")
+    rejected("global_avg_pool_backward", spread(lambda N, C, H, W: N * H * W), "not over the batch")
+    rejected("global_avg_pool_backward", spread(lambda N, C, H, W: H), "not by H alone")
+    rejected(
+        "global_avg_pool_backward",
+        spread(lambda N, C, H, W: H + W),
+        "dx is wrong in 3 of 3 cases",
+        GENERIC,
+    )
+
+
+# ----------------------------------------------------------------------- batch norm
+def learner_bn_forward(x, gamma, beta, running_mean, running_var, momentum, eps, mistake=None):
+    axes = (0, 2, 3)
+    M = x.size // x.shape[1]
+    mean, var = x.mean(axis=axes), ((x - x.mean(axis=axes, keepdims=True)) ** 2).mean(axis=axes)
+    std = np.sqrt(var) + eps if mistake == "eps outside" else np.sqrt(var + eps)
+    xhat = (x - mean[:, None, None]) / std[:, None, None]
+    scale, shift = (beta, gamma) if mistake == "swapped" else (gamma, beta)
+    y = scale[:, None, None] * xhat + shift[:, None, None]
+    keep = momentum if mistake == "reversed momentum" else 1 - momentum
+    batch_var = var if mistake == "biased running" else var * M / (M - 1)
+    if mistake == "in place":
+        running_mean *= keep
+    return y, keep * running_mean + (1 - keep) * mean, keep * running_var + (1 - keep) * batch_var
+
+
+def test_batch_norm_forward():
+    accepted("batch_norm_forward", learner_bn_forward)
+    for mistake, hint in (
+        ("biased running", "takes the unbiased variance"),
+        ("reversed momentum", "momentum is the weight of the new batch"),
+        ("eps outside", "eps goes inside the square root"),
+        ("in place", "writes into one of its inputs"),
+    ):
+        rejected(
+            "batch_norm_forward", lambda *a, m=mistake: learner_bn_forward(*a, mistake=m), hint
+        )
+    rejected(
+        "batch_norm_forward",
+        lambda *a: learner_bn_forward(*a, mistake="swapped"),
+        "y is wrong",
+        GENERIC,
+        "running_mean, running_var are right",
+    )
+
+
+def learner_bn_backward(dy, x, gamma, eps, mistake=None):
+    """Staged through the graph: xc = x - mean, var, inv_std, xhat, y, in reverse."""
+    axes, M = (0, 2, 3), x.size // x.shape[1]
+    xc = x - x.mean(axis=axes, keepdims=True)
+    var = (xc**2).mean(axis=axes, keepdims=True)
+    inv_std = 1 / np.sqrt(var + eps)
+    xhat = xc * inv_std
+    dbeta = dy.sum(axis=axes)
+    dgamma = (dy * (x if mistake == "dgamma x" else xhat)).sum(axis=axes)
+    dxhat = dy * gamma[:, None, None]
+    dinv_std = (dxhat * xc).sum(axis=axes, keepdims=True)
+    dvar = dinv_std * -0.5 * (var + eps) ** -1.5 * (-1 if mistake == "sign" else 1)
+    dxc = dxhat * inv_std + dvar * 2 * xc / M
+    dx = dxc - dxc.mean(axis=axes, keepdims=True)
+    if mistake == "constants":
+        dx = dxhat * inv_std
+    if mistake == "no mean term":
+        dx = dxc
+    return dx, dgamma, dbeta
+
+
+def test_batch_norm_backward():
+    accepted("batch_norm_backward", learner_bn_backward)
+    for mistake, hint in (
+        ("constants", "treated mean and var as constants"),
+        ("no mean term", "path through the mean"),
+        ("dgamma x", "not sum(dy * x)"),
+    ):
+        rejected(
+            "batch_norm_backward", lambda *a, m=mistake: learner_bn_backward(*a, mistake=m), hint
+        )
+    rejected(
+        "batch_norm_backward",
+        lambda *a: learner_bn_backward(*a, mistake="sign"),
+        "dx is wrong in 4 of 4 cases",
+        GENERIC,
+    )
+
+
+# ----------------------------------------------------------------------- cross-entropy
+def learner_ce_forward(logits, targets, mistake=None):
+    z = logits if mistake == "unstable" else logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    picked = probs[np.arange(len(targets)), targets]
+    losses = -picked if mistake == "no log" else -np.log(picked)
+    return float(losses.sum() if mistake == "sum" else losses.mean()), (probs, targets)
+
+
+def learner_ce_backward(dloss, cache, mistake=None):
+    probs, targets = cache
+    d = probs.copy()
+    d[np.arange(len(targets)), targets] -= 1
+    N = 1 if mistake == "no N" else len(targets)
+    return d / N * (1 if mistake == "no dloss" else dloss)
+
+
+def ce_pair(mistake=None):
+    return (
+        lambda logits, targets: learner_ce_forward(logits, targets, mistake),
+        lambda dloss, cache: learner_ce_backward(dloss, cache, mistake),
+    )
+
+
+def test_cross_entropy():
+    accepted("cross_entropy", ce_pair())
+    rejected("cross_entropy", ce_pair("sum"), "loss is wrong", "not the sum", "dlogits is right")
+    rejected("cross_entropy", ce_pair("unstable"), "received nan", "subtract each row's maximum")
+    rejected("cross_entropy", ce_pair("no N"), "dlogits is wrong", "has the 1/N too")
+    rejected("cross_entropy", ce_pair("no dloss"), "multiply by the upstream gradient dloss")
+    rejected("cross_entropy", ce_pair("no log"), "loss is wrong in 4 of 4 cases", GENERIC)
+
+
+# ----------------------------------------------------------------------- residual block
+def test_residual_backward():
+    def mask(dy, out):
+        return dy * (out > 0)
+
+    accepted(
+        "residual_backward", lambda dy, out, main, short: short(mask(dy, out)) + main(mask(dy, out))
+    )
+    rejected(
+        "residual_backward",
+        lambda dy, out, main, short: main(mask(dy, out)),
+        "only the residual branch",
+    )
+    rejected(
+        "residual_backward", lambda dy, out, main, short: short(mask(dy, out)), "only the shortcut"
+    )
+    rejected(
+        "residual_backward",
+        lambda dy, out, main, short: main(mask(dy, out)) + short(dy),
+        "gets the masked gradient too",
+    )
+    rejected(
+        "residual_backward", lambda dy, out, main, short: main(dy) + short(dy), "has a backward too"
+    )
+    rejected(
+        "residual_backward",
+        lambda dy, out, main, short: 2 * main(mask(dy, out)) + short(mask(dy, out)),
+        "dx is wrong in 3 of 3 cases",
+        GENERIC,
+    )
+
+    def masking_dy_in_place(dy, out, main, short):
+        dy[out <= 0] = 0
+        return main(dy) + short(dy)
+
+    rejected("residual_backward", masking_dy_in_place, "writes into one of its inputs")
+
+
+# ----------------------------------------------------------------------- SGD, He init
+def learner_sgd(p, grad, buf, lr, momentum, weight_decay, mistake=None):
+    g = grad + weight_decay * p
+    if mistake == "velocity":
+        v = momentum * buf - lr * g
+        return p + v, v
+    if mistake == "in place":
+        p -= lr * g
+    new_buf = momentum * buf + ((1 - momentum) * g if mistake == "dampened" else g)
+    step = buf if mistake == "old buf" else new_buf
+    return p - (1 if mistake == "no lr" else lr) * step, new_buf
+
+
+def test_sgd_momentum_step():
+    accepted("sgd_momentum_step", learner_sgd)
+    for mistake, hint in (
+        ("velocity", "velocity in parameter units"),
+        ("dampened", "no dampening"),
+        ("old buf", "update buf first"),
+        ("in place", "writes into one of its inputs"),
+    ):
+        rejected("sgd_momentum_step", lambda *a, m=mistake: learner_sgd(*a, mistake=m), hint)
+    rejected(
+        "sgd_momentum_step",
+        lambda *a: learner_sgd(*a, mistake="no lr"),
+        "p is wrong in 4 of 4 cases",
+        GENERIC,
+    )
+    rejected(
+        "sgd_momentum_step",
+        lambda p, *a: (p[:1], p),
+        "p after step 0 has shape (1, 4) but the parameter has shape (3, 4)",
+    )
+
+
+def test_he_std():
+    def learner(std_of_fan, swap=False):
+        def he_std(shape, mode):
+            receptive = math.prod(shape[2:])
+            fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
+            return std_of_fan(fan_out if (mode == "fan_in") == swap else fan_in)
+
+        return he_std
+
+    accepted("he_std", learner(lambda fan: (2 / fan) ** 0.5))
+    rejected(
+        "he_std", learner(lambda fan: (2 / fan) ** 0.5, swap=True), "fan_in and fan_out are swapped"
+    )
+    rejected("he_std", learner(lambda fan: fan**-0.5), "LeCun")
+    rejected("he_std", learner(lambda fan: 2 / fan), "the variance 2 / fan")
+    rejected(
+        "he_std",
+        learner(lambda fan: 2**0.5 / fan),
+        "std is wrong in 5 of 5 cases; first in case: conv weight (64, 3, 7, 7), mode fan_out, expected",
+        GENERIC,
+    )
+
+
+# ----------------------------------------------------------------------- questions
+def test_one_layer_gain_by_simulation():
+    """Mean square of dz_prev over dz through relu -> conv (padding 0: no border losses)."""
+    rng = np.random.default_rng(5)
+    C, shape = 16, (16, 16, 3, 3)
+    ratios = []
+    for _ in range(8):
+        z_prev = rng.standard_normal((4, C, 10, 10))
+        h, relu_cache = relu_forward(z_prev)
+        z, conv_cache = conv2d_forward(h, torch_default_uniform(shape, C * 9, rng, np.float64))
+        dz = rng.standard_normal(z.shape)
+        dz_prev = relu_backward(conv2d_backward(dz, conv_cache)[0], relu_cache)
+        ratios.append(np.sum(dz_prev**2) / np.sum(dz**2))
+    assert abs(np.mean(ratios) - 1 / 6) < 0.01
+    assert exercises.reference("one_layer_gain") == pytest.approx(1 / 6)
+
+
+def test_questions():
+    accepted("one_layer_gain", 0.1667)
+    rejected(
+        "one_layer_gain", math.sqrt(1 / 6), "0.408248 is not the answer", "the factor on the norm"
+    )
+    rejected("one_layer_gain", 1 / 3, "another factor 1/2")
+    rejected("one_layer_gain", 0.5, "Var(U(-a, a)) is a^2 / 3")
+    message = rejected("one_layer_gain", 0.2, "0.2 is not the answer", GENERIC)
+    assert "0.1666" not in message  # a question never gives its answer away
+    assert exercises.reference("basic_block_params") == 2 * (64 * 64 * 9) + 2 * 2 * 64 == 73_984
+    accepted("basic_block_params", 73_984)
+    rejected("basic_block_params", 73_728, "gamma and beta")
+    rejected("basic_block_params", 74_240, "buffers, not trainable parameters")
+    rejected("basic_block_params", 74_112, "have no bias")
+    rejected("basic_block_params", 80_000, GENERIC)
+
+
+def test_exercises_run_on_the_readable_tier_only():
+    code = (
+        "import sys\nfrom nnscratch import exercises as e\n"
+        "assert all(e.check(n, e.reference(n)).passed for n in e.names())\n"
+        "print(sorted(m for m in sys.modules if m == 'numba' or m.startswith('nnscratch.functional.fast')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
