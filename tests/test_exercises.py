@@ -7,6 +7,7 @@ other orders of operations); ``learner_*(..., mistake=...)`` switches in one rea
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import sys
@@ -39,6 +40,15 @@ def rejected(name: str, submission, *needles: str) -> str:
 def accepted(name: str, submission) -> None:
     result = exercises.check(name, submission)
     assert result.passed, result.message
+
+
+def check_learner(name, learner, hints: dict[str, str], generic: str, *needles: str) -> None:
+    """``learner(..., mistake=None)`` passes; each mistake in ``hints`` earns its hint; the
+    ``generic`` mistake, which no catalogue lists, gets the generic message and ``needles``."""
+    accepted(name, learner)
+    for mistake, hint in hints.items():
+        rejected(name, functools.partial(learner, mistake=mistake), hint)
+    rejected(name, functools.partial(learner, mistake=generic), GENERIC, *needles)
 
 
 # ----------------------------------------------------------------------- the API
@@ -218,20 +228,12 @@ def learner_im2col_no_padding(x, KH, KW, stride, padding):
 
 
 def test_im2col():
-    accepted("im2col", learner_im2col)
-    for mistake, hint in (
-        ("ijc", "channel last"),
-        ("batch last", "put the batch last"),
-        ("one side", "on every side"),
-    ):
-        rejected(
-            "im2col", lambda *a, m=mistake: learner_im2col(*a, mistake=m), "cols is wrong", hint
-        )
-    rejected(
+    check_learner(
         "im2col",
-        lambda *a: learner_im2col(*a, mistake="edge"),
+        learner_im2col,
+        {"ijc": "channel last", "batch last": "put the batch last", "one side": "on every side"},
+        "edge",
         "cols is wrong in 2 of 4 cases",
-        GENERIC,
     )
 
 
@@ -309,23 +311,12 @@ def learner_conv2d_forward(x, w, b, stride, padding, mistake=None):
 
 
 def test_conv2d_forward():
-    accepted("conv2d_forward", learner_conv2d_forward)
-    for mistake, hint in (
-        ("flipped", "true convolution"),
-        ("no bias", "bias is missing"),
-        ("one side", "on every side"),
-    ):
-        rejected(
-            "conv2d_forward",
-            lambda *a, m=mistake: learner_conv2d_forward(*a, mistake=m),
-            "y is wrong",
-            hint,
-        )
-    rejected(
+    check_learner(
         "conv2d_forward",
-        lambda *a: learner_conv2d_forward(*a, mistake="bias twice"),
+        learner_conv2d_forward,
+        {"flipped": "true convolution", "no bias": "bias is missing", "one side": "on every side"},
+        "bias twice",
         "y is wrong in 4 of 4 cases",
-        GENERIC,
     )
 
 
@@ -349,20 +340,16 @@ def learner_conv2d_backward(dy, x, w, stride, padding, mistake=None):
 
 
 def test_conv2d_backward():
-    accepted("conv2d_backward", learner_conv2d_backward)
-    for mistake, hint in (
-        ("flipped dx", "dx used the flipped kernel"),
-        ("no db", "bias gradient is missing"),
-        ("dw mean", "dw sums over the batch"),
-    ):
-        rejected(
-            "conv2d_backward", lambda *a, m=mistake: learner_conv2d_backward(*a, mistake=m), hint
-        )
-    rejected(
+    check_learner(
         "conv2d_backward",
-        lambda *a: learner_conv2d_backward(*a, mistake="generic"),
+        learner_conv2d_backward,
+        {
+            "flipped dx": "dx used the flipped kernel",
+            "no db": "bias gradient is missing",
+            "dw mean": "dw sums over the batch",
+        },
+        "generic",
         "dx is wrong in 4 of 4 cases",
-        GENERIC,
         "dw, db are right",
     )
 
@@ -390,23 +377,16 @@ def learner_max_pool_backward(dy, x, kernel_size, stride, mistake=None):
 
 
 def test_max_pool_backward():
-    accepted("max_pool_backward", learner_max_pool_backward)
-    for mistake, hint in (
-        ("all ties", "not every element equal to the maximum"),
-        ("last", "not the last"),
-        ("overwrite", "receives both gradients"),
-    ):
-        rejected(
-            "max_pool_backward",
-            lambda *a, m=mistake: learner_max_pool_backward(*a, mistake=m),
-            "dx is wrong",
-            hint,
-        )
-    rejected(
+    check_learner(
         "max_pool_backward",
-        lambda *a: learner_max_pool_backward(*a, mistake="average"),
+        learner_max_pool_backward,
+        {
+            "all ties": "not every element equal to the maximum",
+            "last": "not the last",
+            "overwrite": "receives both gradients",
+        },
+        "average",
         "dx is wrong in 4 of 4 cases",
-        GENERIC,
     )
 
 
@@ -443,21 +423,17 @@ def learner_bn_forward(x, gamma, beta, running_mean, running_var, momentum, eps,
 
 
 def test_batch_norm_forward():
-    accepted("batch_norm_forward", learner_bn_forward)
-    for mistake, hint in (
-        ("biased running", "takes the unbiased variance"),
-        ("reversed momentum", "momentum is the weight of the new batch"),
-        ("eps outside", "eps goes inside the square root"),
-        ("in place", "writes into one of its inputs"),
-    ):
-        rejected(
-            "batch_norm_forward", lambda *a, m=mistake: learner_bn_forward(*a, mistake=m), hint
-        )
-    rejected(
+    check_learner(
         "batch_norm_forward",
-        lambda *a: learner_bn_forward(*a, mistake="swapped"),
+        learner_bn_forward,
+        {
+            "biased running": "takes the unbiased variance",
+            "reversed momentum": "momentum is the weight of the new batch",
+            "eps outside": "eps goes inside the square root",
+            "in place": "writes into one of its inputs",
+        },
+        "swapped",
         "y is wrong",
-        GENERIC,
         "running_mean, running_var are right",
     )
 
@@ -484,20 +460,16 @@ def learner_bn_backward(dy, x, gamma, eps, mistake=None):
 
 
 def test_batch_norm_backward():
-    accepted("batch_norm_backward", learner_bn_backward)
-    for mistake, hint in (
-        ("constants", "treated mean and var as constants"),
-        ("no mean term", "path through the mean"),
-        ("dgamma x", "not sum(dy * x)"),
-    ):
-        rejected(
-            "batch_norm_backward", lambda *a, m=mistake: learner_bn_backward(*a, mistake=m), hint
-        )
-    rejected(
+    check_learner(
         "batch_norm_backward",
-        lambda *a: learner_bn_backward(*a, mistake="sign"),
+        learner_bn_backward,
+        {
+            "constants": "treated mean and var as constants",
+            "no mean term": "path through the mean",
+            "dgamma x": "not sum(dy * x)",
+        },
+        "sign",
         "dx is wrong in 4 of 4 cases",
-        GENERIC,
     )
 
 
@@ -586,19 +558,17 @@ def learner_sgd(p, grad, buf, lr, momentum, weight_decay, mistake=None):
 
 
 def test_sgd_momentum_step():
-    accepted("sgd_momentum_step", learner_sgd)
-    for mistake, hint in (
-        ("velocity", "velocity in parameter units"),
-        ("dampened", "no dampening"),
-        ("old buf", "update buf first"),
-        ("in place", "writes into one of its inputs"),
-    ):
-        rejected("sgd_momentum_step", lambda *a, m=mistake: learner_sgd(*a, mistake=m), hint)
-    rejected(
+    check_learner(
         "sgd_momentum_step",
-        lambda *a: learner_sgd(*a, mistake="no lr"),
+        learner_sgd,
+        {
+            "velocity": "velocity in parameter units",
+            "dampened": "no dampening",
+            "old buf": "update buf first",
+            "in place": "writes into one of its inputs",
+        },
+        "no lr",
         "p is wrong in 4 of 4 cases",
-        GENERIC,
     )
     rejected(
         "sgd_momentum_step",
