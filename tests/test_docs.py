@@ -193,6 +193,18 @@ def test_source_paths_exist(path: Path) -> None:
     assert not missing, f"{page_id(path)} names paths that do not exist: {missing}"
 
 
+# The dev extra installs its tools into the virtual environment, not onto PATH: a command a
+# page tells the reader to run names them as `.venv/bin/mkdocs` (a fresh clone has no other).
+DEV_TOOL_COMMAND = re.compile(r"`((?:\S*/)?mkdocs serve[^`]*)`")
+
+
+@pytest.mark.parametrize("path", PAGES, ids=page_id)
+def test_dev_tool_commands_name_the_venv(path: Path) -> None:
+    text = FENCE.sub("", path.read_text(encoding="utf-8"))
+    bare = [c for c in DEV_TOOL_COMMAND.findall(text) if not c.startswith(".venv/bin/")]
+    assert not bare, f"{page_id(path)}: write .venv/bin/ before {bare} (installed by '.[dev]')"
+
+
 # ----------------------------------------------------------------------- architecture
 def _import_table() -> dict[str, set[str]]:
     """The table under '## What may import what' in docs/architecture.md."""
