@@ -55,6 +55,18 @@ def test_run_writes_everything(finished_run):
     assert checkpoint["progress"]["epoch"] == 2 and checkpoint["classes"][0] == "horizontal_stripes"
 
 
+def test_metrics_lr_is_the_rate_of_the_epochs_last_step(finished_run):
+    # 2 epochs of 6 steps under cosine annealing from 0.1: step t (0-based) uses
+    # 0.1 * (1 + cos(pi t / 12)) / 2, and the rate after the last step is 0.
+    out, _ = finished_run
+    rows = json.loads((out / "metrics.json").read_text())
+    expected = [0.1 * (1 + np.cos(np.pi * t / 12)) / 2 for t in (5, 11)]
+    assert [row["lr"] for row in rows] == pytest.approx(expected, rel=1e-9)
+    assert rows[-1]["lr"] > 0
+    csv_lr = (out / "metrics.csv").read_text().splitlines()[-1].split(",")[5]
+    assert float(csv_lr) == pytest.approx(expected[-1], rel=1e-6)
+
+
 def test_same_seed_same_weights(finished_run, tmp_path):
     out, _ = finished_run
     train(TrainConfig(**TINY, out_dir=str(tmp_path)), progress=False, log=lambda s: None)

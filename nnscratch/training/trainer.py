@@ -255,6 +255,7 @@ def _train_epoch(run: _Run, epoch: int, *, show_progress: bool, log: Callable[[s
     for i, (x, y) in enumerate(run.loader):
         if i < start_batch:
             continue
+        lr = run.optimizer.param_groups[0]["lr"]  # the rate this step uses; the schedule moves it
         loss, logits = train_step(run.model, run.criterion, run.optimizer, run.schedule, x, y)
         if not math.isfinite(loss):
             bar.close()
@@ -264,6 +265,7 @@ def _train_epoch(run: _Run, epoch: int, *, show_progress: bool, log: Callable[[s
                 f"{_last_good(run.out)}; try a lower --lr or more --warmup-epochs"
             )
         progress["batch"] = i + 1
+        progress["lr"] = float(lr)
         progress["loss_sum"] += loss * len(y)
         progress["correct"] += int(np.sum(logits.argmax(axis=1) == y))
         progress["seen"] += len(y)
@@ -293,7 +295,8 @@ def _validate(run: _Run, epoch: int) -> tuple[dict[str, Any], Evaluation | None]
         "train_accuracy": progress["correct"] / progress["seen"],
         "val_loss": val.loss if val else float("nan"),
         "val_accuracy": val.accuracy if val else float("nan"),
-        "lr": run.optimizer.param_groups[0]["lr"],
+        # The rate of the epoch's last step, not the one after it (0 at the end of a cosine).
+        "lr": progress.get("lr", run.optimizer.param_groups[0]["lr"]),
         "seconds": train_seconds,
         "images_per_second": progress["seen"] / train_seconds,
     }
