@@ -30,7 +30,8 @@ import numpy as np
 RTOL, ATOL = 1e-7, 1e-10  # output vs reference: both are float64 computations of one formula
 FD_EPS, FD_TOL, FD_ATOL = 1e-6, 1e-6, 1e-8  # finite differences, as in nnscratch.gradcheck
 _TINY = 1e-30
-_NUMPY_DIR = str(Path(np.__file__).parent)
+# Frames inside these are not the learner's: an error is located at the learner's own line.
+_LIBRARY_DIRS = (str(Path(np.__file__).parent), str(Path(__file__).parents[1]))
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ def _problem(error: BaseException) -> str:
     frames = [
         f
         for f in traceback.extract_tb(error.__traceback__)
-        if not f.filename.startswith(_NUMPY_DIR) and f.filename != __file__
+        if not f.filename.startswith(_LIBRARY_DIRS)
     ]
     if frames:
         frame = frames[-1]
