@@ -9,7 +9,7 @@
 # - its backward pass staged in reverse (`dxhat`, `dinv_std`, `dvar`, `dmu`), and the compact
 #   formula the library uses;
 # - why a gradient check needs a *random* upstream gradient (a uniform one makes batch norm's
-#   `dx` exactly zero);
+#   `dx` zero, up to rounding);
 # - running statistics and evaluation mode, as PyTorch defines them;
 # - max pooling (the gradient goes to the window's winner) and global average pooling.
 #
@@ -128,6 +128,27 @@ print(f"max |dx| for dy = 1:      {np.abs(dx_uniform).max():.1e}")
 print(f"max |dx| for a random dy: {np.abs(dx_lib).max():.1e}")
 
 # %% [markdown]
+# Another special `dy` comes close to the same trap without falling into it: `dy = xhat`.
+# The compact formula gives `dx = γ/sqrt(σ²+ε) · xhat · (1 − sum(xhat²)/M)`, and without `ε`
+# `sum(xhat²)` would be exactly `M`. With `ε` it is `M·σ²/(σ²+ε)`, a little less, so `dx` is
+# small but not zero: `dx = γ·ε·xc/(σ²+ε)²`, largest for a channel whose `σ²` is not much
+# bigger than `ε`. Per channel (their standard deviations were drawn as 1, 3 and 0.2):
+
+# %%
+dx_xhat, _, _ = F.batch_norm2d_backward(xhat, cache)
+predicted = G * eps * xc / (var + eps) ** 2
+print("batch std per channel:         ", np.sqrt(var).ravel().round(3))
+print("1 - sum(xhat^2) / M per channel:", [f"{v:.1e}" for v in 1 - (xhat**2).sum(axis=axes) / M])
+print("max |dx| for dy = xhat:         ", [f"{v:.1e}" for v in np.abs(dx_xhat).max(axis=axes)])
+print(f"max |dx - gamma*eps*xc/(var+eps)^2| = {np.abs(dx_xhat - predicted).max():.1e}")
+
+# %% [markdown]
+# The formula matches to rounding. In the narrow third channel `dx` is far above the rounding
+# error of the `dy = 1` case, though far below the `dx` of a random `dy`; in the wide channels
+# it is smaller by orders of magnitude, as `ε/σ²` is. So `dy = xhat` is not a true zero: it
+# isolates the part of the gradient that exists only because of `ε`.
+
+# %% [markdown]
 # ## 4. Running statistics and evaluation mode
 #
 # In training mode each batch also moves the running statistics (momentum 0.1, as PyTorch
@@ -156,6 +177,8 @@ for step in range(steps):
     trace_var.append(bn.running_var.copy())
 trace_mean, trace_var = np.array(trace_mean), np.array(trace_var)
 print("after", steps, "batches: running_mean", bn.running_mean.round(3), " running_var", bn.running_var.round(3))
+print(f"share of the initial gap a noise-free batch sequence would leave after {steps} batches: "
+      f"0.9^{steps} = {0.9**steps:.2%}")
 
 bn.eval()
 xe = rng.standard_normal((2, 2, 3, 3))
@@ -183,8 +206,9 @@ for ax, trace, target, label in [(axs[0], trace_mean, true_mean, "running_mean")
 fig
 
 # %% [markdown]
-# The running values start at 0 and 1 and close 10% of the remaining gap per batch: after 30
-# batches `0.9^30 ≈ 4%` of the gap is left, plus the noise of the batch statistics.
+# The running values start at 0 and 1 and close 10% of the remaining gap per batch: after
+# `steps` batches a fraction `0.9^steps` of the gap is left (printed above: a negligible share
+# in full mode), and what remains is the noise of the batch statistics, each batch weighing 10%.
 #
 # The layers run the fast twin of this op (`nnscratch/functional/fast/batch_norm.py`: numba
 # kernels that read `x` once per pass, on every core). It computes the same numbers:
@@ -284,7 +308,9 @@ print(f"relative error of dx: {check_op(F.global_avg_pool2d_forward, F.global_av
 # ## Exercises
 #
 # 1. Derive the compact batch-norm formula from the staged lines (hint: `sum(xc) = 0`).
-# 2. Show that `dy = xhat` also gives `dx = 0` in training mode. Which property of `xhat` is it?
+# 2. Derive the `dx` that `dy = xhat` gives in training mode (section 3): which property of
+#    `xhat` would make it zero, and why does `eps` break it? Set `eps = 0` in a copy of the
+#    forward and check that `dx` drops to rounding error.
 # 3. Batch norm in training mode refuses a batch with one value per channel (`N = H = W = 1`).
 #    Try it, and explain why such a layer would output `beta` whatever the input.
 # 4. In the 3×3 / stride 2 / padding 1 pooling, find a pixel that wins two windows and check its
