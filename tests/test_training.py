@@ -12,6 +12,7 @@ import pytest
 from conftest import TINY_FLAGS
 
 import nnscratch.training.trainer as trainer_module
+from nnscratch import plot
 from nnscratch.cli import main
 from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.training import TrainConfig, TrainingDiverged, load_checkpoint, train
@@ -65,6 +66,22 @@ def test_metrics_lr_is_the_rate_of_the_epochs_last_step(finished_run):
     assert rows[-1]["lr"] > 0
     csv_lr = (out / "metrics.csv").read_text().splitlines()[-1].split(",")[5]
     assert float(csv_lr) == pytest.approx(expected[-1], rel=1e-6)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 7])
+def test_curves_have_whole_epoch_ticks_and_a_log_loss_axis(epochs):
+    history = [
+        dict(epoch=e, train_loss=1.6, train_accuracy=0.375, val_loss=4.2, val_accuracy=0.375)
+        for e in range(1, epochs + 1)
+    ]
+    figure = plot.history_figure(history)
+    figure.canvas.draw()
+    for ax in figure.axes:
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert 1 in ticks and high - low >= 1
+    assert figure.axes[0].get_yscale() == "log"  # a first-epoch val spike cannot squash it
 
 
 def test_same_seed_same_weights(finished_run, tmp_path):
