@@ -8,6 +8,14 @@ a plain Python file in the "percent" format: ``# %%`` starts a code cell and
     python notebooks/run_notebooks.py --full     # full mode: rewrite the committed notebooks
     python notebooks/run_notebooks.py 03 05      # only the notebooks whose names contain 03 or 05
     python notebooks/run_notebooks.py --prose    # copy edited markdown in, keep the outputs
+    python notebooks/run_notebooks.py --solutions   # fast mode, with the exercises solved
+
+An exercise is a code cell whose first line is ``# exercise: NAME``: a stub that raises
+``NotImplementedError``, followed by a cell that runs ``exercises.check("NAME", ...)``. The
+lesson runs as committed with the stubs left alone (each check says "not implemented
+yet" and the lesson goes on with the library's version). ``notebooks/solutions/NN_name.py``
+holds one cell ``# %% exercise: NAME`` per exercise; with ``--solutions`` each stub is
+replaced by its solution, and every check must then pass (``tests/test_notebooks.py``).
 
 Fast mode sets ``NNSCRATCH_FAST=1`` in the kernel's environment, and each notebook picks
 small sizes from it, so that all of them run in CI in a few minutes. Full mode is what the
@@ -34,6 +42,8 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 SOURCES = HERE / "src"
+SOLUTIONS = HERE / "solutions"
+EXERCISE_MARK = "# exercise: "
 KERNEL = "python3"
 FAST_FLAG = "NNSCRATCH_FAST"
 
@@ -45,13 +55,18 @@ def notebook_names() -> list[str]:
 
 
 def read_cells(source: Path) -> list[tuple[str, str]]:
-    """``(cell_type, text)`` for each cell of a percent-format source file.
+    """``(cell_type, text)`` for each cell of a percent-format source file."""
+    return read_cells_text(source.read_text(encoding="utf-8"))
+
+
+def read_cells_text(text: str) -> list[tuple[str, str]]:
+    """``(cell_type, text)`` for each cell of percent-format text.
 
     Lines before the first ``# %%`` marker (a header comment) are not part of the
     notebook. Markdown lines lose their leading ``# `` (or a lone ``#``).
     """
     cells: list[tuple[str, list[str]]] = []
-    for line in source.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         if line.startswith("# %%"):
             cells.append(("markdown" if "[markdown]" in line else "code", []))
         elif cells:
@@ -66,12 +81,35 @@ def read_cells(source: Path) -> list[tuple[str, str]]:
     return out
 
 
-def build(name: str) -> nbformat.NotebookNode:
-    """The unexecuted notebook for ``name``, with stable cell ids."""
+def exercise_name(text: str) -> str | None:
+    """``NAME`` if a code cell's text starts with ``# exercise: NAME`` (a stub or a solution)."""
+    first = text.split("\n", 1)[0]
+    return first[len(EXERCISE_MARK) :].split()[0] if first.startswith(EXERCISE_MARK) else None
+
+
+def solutions(name: str) -> dict[str, str]:
+    """The solution cells of ``notebooks/solutions/<name>.py``, by exercise name."""
+    path = SOLUTIONS / f"{name}.py"
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8").replace("# %% exercise: ", "# %%\n" + EXERCISE_MARK)
+    found = {}
+    for kind, cell in read_cells_text(text):
+        if kind == "code" and exercise_name(cell):
+            found[exercise_name(cell)] = cell
+    return found
+
+
+def build(name: str, *, solved: bool = False) -> nbformat.NotebookNode:
+    """The unexecuted notebook for ``name``, with stable cell ids; ``solved``: each
+    exercise stub replaced by its solution."""
+    answers = solutions(name) if solved else {}
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     for index, (kind, text) in enumerate(read_cells(SOURCES / f"{name}.py")):
+        if kind == "code" and solved and exercise_name(text):
+            text = answers[exercise_name(text)]  # a KeyError names an unsolved exercise
         make = nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell
         cell = make(text)
         cell["id"] = f"{name[:2]}-{index:02d}"
@@ -141,13 +179,15 @@ def write_atomic(nb: nbformat.NotebookNode, target: Path) -> None:
     tmp.replace(target)
 
 
-def run(names: list[str], *, fast: bool, out_dir: Path, log=print) -> dict[str, float]:
+def run(
+    names: list[str], *, fast: bool, out_dir: Path, solved: bool = False, log=print
+) -> dict[str, float]:
     """Build and execute ``names``, writing each to ``out_dir``; returns seconds per notebook."""
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds = {}
     for name in names:
         start = time.perf_counter()
-        nb = execute(build(name), fast=fast)
+        nb = execute(build(name, solved=solved), fast=fast)
         seconds[name] = time.perf_counter() - start
         target = out_dir / f"{name}.ipynb"
         write_atomic(nb, target)
@@ -158,14 +198,31 @@ def run(names: list[str], *, fast: bool, out_dir: Path, log=print) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--fast", action="store_true", help="small sizes, into a temporary directory (default)")
-    mode.add_argument("--full", action="store_true", help="full sizes, rewriting the committed notebooks")
-    mode.add_argument("--prose", action="store_true",
-                      help="only copy edited markdown into the committed notebooks (no execution)")
-    parser.add_argument("--out", type=Path,
-                        help="write the executed notebooks here instead (fast mode default: a new "
-                        "temporary directory; full mode default: notebooks/ itself)")
-    parser.add_argument("only", nargs="*", help="run only the notebooks whose names contain one of these")
+    mode.add_argument(
+        "--fast", action="store_true", help="small sizes, into a temporary directory (default)"
+    )
+    mode.add_argument(
+        "--full", action="store_true", help="full sizes, rewriting the committed notebooks"
+    )
+    mode.add_argument(
+        "--prose",
+        action="store_true",
+        help="only copy edited markdown into the committed notebooks (no execution)",
+    )
+    parser.add_argument(
+        "--solutions",
+        action="store_true",
+        help="replace every exercise stub by its solution (fast mode, temporary directory)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write the executed notebooks here instead (fast mode default: a new "
+        "temporary directory; full mode default: notebooks/ itself)",
+    )
+    parser.add_argument(
+        "only", nargs="*", help="run only the notebooks whose names contain one of these"
+    )
     args = parser.parse_args(argv)
     names = [n for n in notebook_names() if not args.only or any(w in n for w in args.only)]
     if not names:
@@ -175,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(refresh_prose(name), HERE / f"{name}.ipynb")
             print(f"{name}: markdown refreshed")
         return 0
+    if args.solutions and args.full:
+        parser.error("--solutions runs in fast mode only: the committed notebooks keep the stubs")
     if args.out:
         out_dir = args.out
     elif args.full:
@@ -183,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         out_dir = Path(tempfile.mkdtemp(prefix="nnscratch-notebooks-"))
     mode_name = "full" if args.full else "fast"
     print(f"{mode_name} mode: {len(names)} notebook(s)")
-    seconds = run(names, fast=not args.full, out_dir=out_dir)
+    seconds = run(names, fast=not args.full, out_dir=out_dir, solved=args.solutions)
     print(f"total {sum(seconds.values()):.0f} s ({mode_name} mode)")
     return 0
 

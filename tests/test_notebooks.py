@@ -60,7 +60,7 @@ def test_committed_notebook_is_a_lesson_with_outputs(name):
     assert not [o for o in outputs if o.get("name") == "stderr"], (
         "warnings in the committed outputs"
     )
-    assert all(c.outputs for c in code), "every code cell was executed (run --full)"
+    assert all(c.execution_count for c in code), "every code cell was executed (run --full)"
     assert "full mode" in "".join(o.get("text", "") for o in code[0].outputs), (
         "outputs of a full run"
     )
@@ -82,6 +82,50 @@ def test_notebook_runs_clean_in_fast_mode(name, tmp_path):
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     assert "fast mode" in "".join(o.get("text", "") for o in first_code.outputs)
     assert not [o for o in outputs if o.output_type == "error"]
+
+
+def _checks(nb: nbformat.NotebookNode) -> list[str]:
+    """The text of every ``exercises.check`` result a notebook printed, in order."""
+    return [
+        o.get("data", {}).get("text/plain", "")
+        for c in nb.cells
+        if c.cell_type == "code" and "exercises.check(" in c.source
+        for o in c.outputs
+    ]
+
+
+def _stubs(nb: nbformat.NotebookNode) -> list[str]:
+    return [runner.exercise_name(c.source) for c in nb.cells if runner.exercise_name(c.source)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_exercise_stub_has_its_check_and_its_solution(name):
+    nb = runner.build(name)
+    stubs = _stubs(nb)
+    assert sorted(stubs) == sorted(runner.solutions(name)), "a stub without a solution or back"
+    for index, cell in enumerate(nb.cells):
+        if runner.exercise_name(cell.source):
+            assert "raise NotImplementedError" in cell.source, "a stub, not an answer"
+            following = next(c for c in nb.cells[index + 1 :] if c.cell_type == "code")
+            assert f'exercises.check("{runner.exercise_name(cell.source)}"' in following.source
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_checks_say_not_implemented_yet(name):
+    """As committed, the stubs are left alone and the lesson goes on past each check."""
+    assert all("not implemented yet" in text for text in _checks(_read(name)))
+    assert len(_checks(_read(name))) == len(_stubs(_read(name)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in NAMES if runner.solutions(n)])
+def test_notebook_runs_with_the_solutions_and_every_check_passes(name, tmp_path):
+    nb = runner.execute(runner.build(name, solved=True), fast=True, timeout=600)
+    nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    results = _checks(nb)
+    assert len(results) == len(_stubs(runner.build(name))) > 0
+    failed = [text for text in results if "passed=True" not in text]
+    assert not failed, failed
 
 
 def test_prose_refresh_keeps_outputs_and_refuses_changed_code(monkeypatch):

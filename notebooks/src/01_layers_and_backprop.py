@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
-from nnscratch import data, nn
+from nnscratch import data, exercises, nn
 from nnscratch import functional as F
 from nnscratch.functional import fast
 from nnscratch.functional.conv import conv_geometry
@@ -85,6 +85,31 @@ print(f"max |ours - library| = {np.abs(y - y_lib).max():.1e}")
 print(f"max |ours - naive|   = {np.abs(y - y_naive).max():.1e}")
 
 # %% [markdown]
+# **Your turn: im2col and the forward pass.** Write `im2col(x, KH, KW, stride, padding)` for a
+# whole batch, with the row and column order above, and `conv2d_forward(x, w, b, stride,
+# padding)` on top of it. `exercises.describe("im2col")` says exactly what each takes and
+# returns. Each check runs your function on several awkward cases (batch 1, odd sizes, stride 2,
+# padding, non-square kernels), compares it with the library, and names the first thing that
+# differs (the output, the case, the worst index, both values) with a hint when it recognises a
+# common mistake. Left as they are, the checks say "not implemented yet" and the lesson goes on.
+
+# %%
+# exercise: im2col
+def im2col(x, KH, KW, stride, padding):
+    raise NotImplementedError  # (N, C, H, W) -> cols (C*KH*KW, N*H_out*W_out)
+
+# %%
+exercises.check("im2col", im2col)
+
+# %%
+# exercise: conv2d_forward
+def conv2d_forward(x, w, b, stride, padding):
+    raise NotImplementedError  # cols = im2col(...); Y = W2 @ cols + b; reshape to NCHW
+
+# %%
+exercises.check("conv2d_forward", conv2d_forward)
+
+# %% [markdown]
 # ## 2. Backward, staged
 #
 # Backward gets `dy = ∂L/∂y` and must return `dx`, `dw`, `db`. Since `Y = W2 @ cols + b`:
@@ -94,26 +119,37 @@ print(f"max |ours - naive|   = {np.abs(y - y_naive).max():.1e}")
 # - `dcols = W2.T @ dY`, and **col2im** adds every column of `dcols` back onto the pixels it
 #   was copied from. A pixel that sits in several windows collects several contributions.
 #
-# *Exercise: write these lines yourself before reading the next cell.*
+# **Your turn.** Write `conv2d_backward(dy, x, w, stride, padding) -> (dx, dw, db)` from these
+# three lines (and `col2im`, the transpose of your `im2col`, which it needs), then run the checks.
+# Besides the library, the backward check compares your gradients with central finite
+# differences of the forward pass, so it tells a wrong formula from a wrong layout.
+
+# %%
+# exercise: col2im
+def col2im(dcols, x_shape, KH, KW, stride, padding):
+    raise NotImplementedError  # add every column back onto the pixels it was copied from
+
+# %%
+exercises.check("col2im", col2im)
+
+# %%
+# exercise: conv2d_backward
+def conv2d_backward(dy, x, w, stride, padding):
+    raise NotImplementedError  # dY = dy as (C_out, N*L); db, dW2 = dY @ cols.T, dcols = W2.T @ dY
+
+# %%
+exercises.check("conv2d_backward", conv2d_backward)
+
+# %% [markdown]
+# The library's backward (`F.conv2d_backward`, the same three lines) against the loop twin,
+# which adds each output's share back one window at a time:
 
 # %%
 dy = rng.standard_normal(y.shape)  # (N, C_out, H_out, W_out), an upstream gradient
-dY = dy.transpose(1, 0, 2, 3).reshape(C_out, -1)  # (C_out, N*H_out*W_out), the layout of Y
-db = dY.sum(axis=1)  # (C_out,)
-dW2 = dY @ cols.T  # (C_out, C_in*KH*KW)
-dw = dW2.reshape(w.shape)  # (C_out, C_in, KH, KW)
-dcols = W2.T @ dY  # (C_in*KH*KW, N*H_out*W_out)
-dx = F.col2im(dcols, x.shape, g)  # (N, C_in, H, W): overlapping windows add up
-
 dx_lib, dw_lib, db_lib = F.conv2d_backward(dy, cache)
 dx_naive, dw_naive, db_naive = F.conv2d_naive_backward(dy, naive_cache)
-for name, ours, lib, naive in [
-    ("dx", dx, dx_lib, dx_naive),
-    ("dw", dw, dw_lib, dw_naive),
-    ("db", db, db_lib, db_naive),
-]:
-    print(f"{name}: max |ours - library| = {np.abs(ours - lib).max():.1e}   "
-          f"max |ours - naive| = {np.abs(ours - naive).max():.1e}")
+for name, lib, naive in [("dx", dx_lib, dx_naive), ("dw", dw_lib, dw_naive), ("db", db_lib, db_naive)]:
+    print(f"{name}: max |library - naive| = {np.abs(lib - naive).max():.1e}")
 
 # %% [markdown]
 # col2im is the *transpose* of im2col: for any image `u` and any column matrix `v`,
@@ -262,6 +298,31 @@ for layer in reversed(list(net)):  # exactly what net.backward does
 print(f"loss {loss:.4f}; conv weight grad norm {np.linalg.norm(net[0].weight.grad):.4f}")
 
 # %% [markdown]
+# **Your turn: the two simplest layers of that stack.** `linear` is a pair, forward and backward
+# (`check("linear", (linear_forward, linear_backward))`); `relu_backward(dy, x)` returns `dx`
+# (with the convention relu'(0) = 0, as PyTorch has it).
+
+# %%
+# exercise: linear
+def linear_forward(x, w, b):
+    raise NotImplementedError  # y = x @ w.T + b, and a cache for backward
+
+
+def linear_backward(dy, cache):
+    raise NotImplementedError  # dx, dw, db
+
+# %%
+exercises.check("linear", (linear_forward, linear_backward))
+
+# %%
+# exercise: relu_backward
+def relu_backward(dy, x):
+    raise NotImplementedError
+
+# %%
+exercises.check("relu_backward", relu_backward)
+
+# %% [markdown]
 # `check_module` checks the input gradient and every parameter of a whole module the same way:
 
 # %%
@@ -273,8 +334,10 @@ for key, err in check_module(net, xb).items():
 #
 # 1. For a 7×6 input, a 3×3 kernel, stride 2 and padding 1, compute `H_out` and `W_out` with
 #    the formula, then compare with `conv_geometry`.
-# 2. Write im2col for one image with four Python loops and compare it with `F.im2col` (the
-#    difference should be exactly 0).
+# 2. The checked exercises above (`im2col`, `conv2d_forward`, `col2im`, `conv2d_backward`,
+#    `linear`, `relu_backward`): each `exercises.check` compares your function with the library
+#    on several awkward cases and, for the backward ones, with finite differences.
+#    Then write im2col for one image with four Python loops and compare it with `F.im2col`.
 # 3. Break the backward in another way (drop the `.T` in `dW2 = dY @ cols.T`, or overwrite
 #    instead of adding in col2im) and see which check fails, and at which entry.
 # 4. A 1×1 convolution with stride 1 and no padding needs no im2col: show that `cols` is then
