@@ -309,3 +309,13 @@ def test_train_help_lists_options_and_examples(capsys):
         "examples:",
     ):
         assert option in text
+
+
+def test_summary_defaults_to_trains_width_and_extract_help_states_the_dimension(capsys):
+    assert main(["summary", "resnet18", "--depth", "1"]) == 0
+    assert f"{701_466:,}" in capsys.readouterr().out  # the quarter-width model train builds
+    assert TrainConfig().width == 0.25
+    with pytest.raises(SystemExit):
+        main(["extract", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "128-d at the default width 0.25" in text and "512-d at --width 1" in text

@@ -6,6 +6,7 @@ import argparse
 
 from nnscratch import models
 from nnscratch.training import memory
+from nnscratch.training.config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="cifar",
         help="ResNet-18..152 only: 3x3 CIFAR stem or 7x7 + max-pool ImageNet stem (default cifar)",
     )
-    p.add_argument("--width", type=float, default=1.0, help="channel multiplier (default 1.0)")
+    p.add_argument(
+        "--width",
+        type=float,
+        default=TrainConfig.width,
+        help=f"channel multiplier (default {TrainConfig.width:g}, as for train; "
+        "--width 1 is the full network)",
+    )
     p.add_argument("--plain", action="store_true", help="the plain twin (no shortcuts)")
     p.add_argument("--depth", type=int, default=2, help="how many levels of modules to list")
     p.set_defaults(run=run)
