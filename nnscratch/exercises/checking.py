@@ -438,7 +438,12 @@ def _value_words(exercise: Exercise, w: _Wrong) -> str:
 
 
 def run_check(exercise: Exercise, submission: Any) -> CheckResult:
-    """Check a submission on every case of ``exercise``; never raises on a learner's bug."""
+    """Check a submission on every case of ``exercise``; never raises on a learner's bug.
+
+    A question's stub is Python's ``NotImplemented`` (``answer = NotImplemented``).
+    """
+    if exercise.kind == "number" and submission is NotImplemented:
+        return CheckResult(False, f"{exercise.name}: not implemented yet.")
     refusal = _refuse_submission(exercise, submission)
     if refusal:
         return CheckResult(False, f"{exercise.name}: {refusal}.")

@@ -23,8 +23,8 @@ import warnings
 import numpy as np
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
+from nnscratch import exercises, nn
 from nnscratch import functional as F
-from nnscratch import nn
 from nnscratch.gradcheck import check_module
 from nnscratch.plot.figure import new_figure
 
@@ -71,28 +71,32 @@ print(f"max |ours - block(x)| = {np.abs(out - block(x)).max():.1e}")
 # into the main branch **and** into the shortcut. `x` is used twice (by `conv1` and by the `+`),
 # so its gradient is the sum of the two contributions.
 #
-# *Exercise: write the backward pass before reading the next cell.*
+# **Your turn.** Write the block's backward, `residual_backward(dy, out, main_backward,
+# shortcut_backward) -> dx`: the ReLU after the `+` first, then the fan-out and the sum. The
+# check hands you the two branches' backward passes as functions (each takes the gradient at
+# the `+` and returns its branch's `dx`), runs your function on identity and projection
+# shortcuts, and compares `dx` with the library and with finite differences. It recognises the
+# classic mistakes (only one branch, the ReLU's mask on one branch only, an average instead of
+# a sum) and names them.
+
+# %%
+# exercise: residual_backward
+def residual_backward(dy, out, main_backward, shortcut_backward):
+    raise NotImplementedError  # ds = dy where out > 0; then both branches get ds; add their dx
+
+# %%
+exercises.check("residual_backward", residual_backward)
+
+# %% [markdown]
+# The library's `BasicBlock.backward` (`nnscratch/nn/residual.py`, two lines for the `+`) does the
+# same, and on the way fills every layer's parameter gradients:
 
 # %%
 dy = rng.standard_normal(out.shape)
-
-ds = F.relu_backward(dy, c_relu2)  # gradient at the output of the +
-du2 = ds  # fan-out: the main branch gets ds ...
-dz2, dgamma2, dbeta2 = F.batch_norm2d_backward(du2, c_bn2)
-dh1, dw2, _ = F.conv2d_backward(dz2, c_conv2)
-du1 = F.relu_backward(dh1, c_relu1)
-dz1, dgamma1, dbeta1 = F.batch_norm2d_backward(du1, c_bn1)
-dx_main, dw1, _ = F.conv2d_backward(dz1, c_conv1)
-dx_shortcut = ds  # ... and so does the identity shortcut
-dx = dx_main + dx_shortcut  # x fed both branches: the two gradients add
-
 block.zero_grad()
 dx_lib = block.backward(dy)
-for name, ours, lib in [("dx", dx, dx_lib), ("conv1.weight", dw1, block.conv1.weight.grad),
-                        ("bn1.weight", dgamma1, block.bn1.weight.grad),
-                        ("conv2.weight", dw2, block.conv2.weight.grad),
-                        ("bn2.bias", dbeta2, block.bn2.bias.grad)]:
-    print(f"{name:13s} max |ours - library| = {np.abs(ours - lib).max():.1e}")
+print("dx", dx_lib.shape, "| parameter gradients filled in:",
+      ", ".join(n for n, p in block.named_parameters() if p.grad.any()))
 
 # %% [markdown]
 # The same `ds` array feeds both branches, so no layer may write into its upstream gradient in
@@ -159,19 +163,33 @@ for name, (module, channels) in cases.items():
           f"{max(errors.values()):>18.1e}")
 
 # %% [markdown]
+# **Your turn: count before you print.** How many trainable parameters does `BasicBlock(64, 64)`
+# have (identity shortcut, two 3×3 convolutions without bias, two batch norms)? Work it out with
+# the formula, put the number in the cell below, and check it.
+
+# %%
+# exercise: basic_block_params
+answer = NotImplemented  # your count, a number
+
+# %%
+exercises.check("basic_block_params", answer)
+
+# %% [markdown]
 # ## 5. The gradient ledger
 #
 # With `record_grad_ledger = True` a block keeps, after each backward, the norms of the two parts
-# of its input gradient: `|dx_main|`, `|dx_shortcut|` and `|dx|`. For our identity block they
-# match the staged arrays:
+# of its input gradient: `|dx_main|`, `|dx_shortcut|` and `|dx|`. For our identity block the
+# shortcut's part is the gradient at the `+` itself, `ds` (dy through the ReLU after the `+`), and
+# the main branch's is the rest of `dx`:
 
 # %%
 block.record_grad_ledger = True
 block(x)
-block.backward(dy)
+dx_lib = block.backward(dy)
+ds = np.where(out > 0, dy, 0.0)  # the gradient at the +
 print({k: round(v, 6) for k, v in block.grad_ledger.items()})
-print({"main": round(float(np.linalg.norm(dx_main)), 6), "shortcut": round(float(np.linalg.norm(dx_shortcut)), 6),
-       "total": round(float(np.linalg.norm(dx)), 6)})
+print({"main": round(float(np.linalg.norm(dx_lib - ds)), 6), "shortcut": round(float(np.linalg.norm(ds)), 6),
+       "total": round(float(np.linalg.norm(dx_lib)), 6)})
 
 # %% [markdown]
 # A picture of the two parts for the **zero-pad** block (8 → 16 channels, stride 2), one input
@@ -205,8 +223,10 @@ fig
 #
 # 1. Stage the backward of the projection block (`downsample` is a 1×1 conv with stride 2, then
 #    batch norm) and compare `dx` with `BasicBlock(8, 16, 2).backward`.
-# 2. Count the parameters of `BasicBlock(64, 128, 2)` with each shortcut, by formula, and check
-#    with `num_parameters()`.
+# 2. Checked: the parameter count of `BasicBlock(64, 64)`, by formula, in the cell below
+#    (`exercises.check("basic_block_params", answer)`; the check says whether it is right, and
+#    recognises a forgotten batch norm or counted conv biases). Then count `BasicBlock(64, 128, 2)`
+#    with each shortcut and compare with `num_parameters()`.
 # 3. Set `block.bn2.weight.data[:] = 0` (what `zero_init_residual=True` does). Show that the
 #    block then maps a non-negative `x` to itself, and read the ledger: what is `|dx_main|`?
 # 4. Stage the forward and backward of a `Bottleneck` with the identity shortcut.
