@@ -164,10 +164,16 @@ def test_cifar10_channel_layout(tmp_path):
 def test_cifar10_from_extracted_folder_and_tarball_path(tmp_path):
     archive = tmp_path / "elsewhere.tar.gz"
     expected, _ = make_cifar10(archive, extract_to=tmp_path / "mine")
-    for root in (tmp_path / "mine", tmp_path / "mine" / "cifar-10-batches-py", archive):
+    folder = tmp_path / "mine" / "cifar-10-batches-py"
+    for root, source in (
+        (tmp_path / "mine", f"{folder}/"),
+        (folder, f"{folder}/"),
+        (archive, f"{archive}:cifar-10-batches-py/"),
+    ):
         train, test = cifar10(root, download=False)
         np.testing.assert_array_equal(train.images, expected["train"][0])
         np.testing.assert_array_equal(test.labels, expected["test"][1])
+        assert train.source == test.source == source
 
 
 @pytest.mark.parametrize("dumps", [dumps_py2, lambda obj: pickle.dumps(obj, protocol=2)])

@@ -87,10 +87,12 @@ def test_cache_subfolder_uncompressed_and_system_dir(fake, tmp_path, monkeypatch
         )
     train, _ = fm.fashion_mnist(tmp_path / "cache", download=False)
     np.testing.assert_array_equal(train.labels, arrays["train-labels-idx1-ubyte.gz"])
+    assert train.source == str(cache)  # where it was read from, for the trainer's message
     # Nothing in the cache: found in the system directory.
     monkeypatch.setattr(fm, "SYSTEM_DIR", folder)
-    train, _ = fm.fashion_mnist(tmp_path / "empty", download=False)
+    train, test = fm.fashion_mnist(tmp_path / "empty", download=False)
     np.testing.assert_array_equal(train.labels, arrays["train-labels-idx1-ubyte.gz"])
+    assert train.source == test.source == str(folder)
 
 
 def test_checksum_of_decompressed_bytes_is_verified(fake):

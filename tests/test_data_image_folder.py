@@ -38,6 +38,7 @@ def test_flat_layout_is_split_stratified(tmp_path):
         for image, label in zip(ds.images, ds.labels, strict=True):
             expected = COLOURS[ds.classes[label]]
             np.testing.assert_array_equal(image[:, 4, 4], expected)
+    assert train.source == test.source == str(root)  # split() keeps the source
     train2, test2 = image_folder(root, size=8, seed=0)
     np.testing.assert_array_equal(train2.images, train.images)
     np.testing.assert_array_equal(test2.labels, test.labels)
@@ -48,6 +49,7 @@ def test_train_test_layout_greyscale_and_jpeg(tmp_path):
     make_folder(tmp_path / "test", per_class=2)
     train, test = image_folder(tmp_path, size=4, channels=1)
     assert train.images.shape == (9, 1, 4, 4) and test.images.shape == (6, 1, 4, 4)
+    assert (train.source, test.source) == (str(tmp_path / "train"), str(tmp_path / "test"))
     np.testing.assert_array_equal(test.labels, [0, 0, 1, 1, 2, 2])
     # Pillow's "L" conversion of pure red is round(0.299 * 255) = 76.
     assert abs(int(test.images[4, 0, 2, 2]) - 76) <= 1

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 from conftest import TINY_FLAGS
+from test_data_image_folder import make_folder
 
 import nnscratch.training.trainer as trainer_module
 from nnscratch import plot
@@ -319,3 +320,24 @@ def test_summary_defaults_to_trains_width_and_extract_help_states_the_dimension(
         main(["extract", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "128-d at the default width 0.25" in text and "512-d at --width 1" in text
+
+
+def test_train_messages_name_every_file_written_and_count_in_the_singular(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_FLAGS, "--epochs", "1", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "1 epoch of 6 batches of 32" in lines[0]  # not "1 epochs"
+    assert not any(line.startswith("data read from") for line in lines)  # generated in memory
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # not .lock
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["output"]) == written
+    assert sorted(lines[-1].split(": ", 1)[1].split(", ")) == written
+
+
+def test_train_says_where_a_data_set_was_read_from(tmp_path, capsys):
+    make_folder(tmp_path / "images", per_class=8)
+    flags = "--dataset folder --image-size 8 --model resnet20 --width 0.25 --batch-size 4"
+    argv = ["train", *flags.split(), "--epochs", "1", "--no-progress"]
+    argv += ["--data-dir", str(tmp_path / "images"), "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    assert f"data read from {tmp_path / 'images'}\n" in capsys.readouterr().out

@@ -409,4 +409,4 @@ def _batches(
         )
         images.append(x)
         labels.append(y)
-    return ArrayDataset(np.concatenate(images), np.concatenate(labels), classes)
+    return ArrayDataset(np.concatenate(images), np.concatenate(labels), classes, origin)

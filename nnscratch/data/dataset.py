@@ -17,12 +17,14 @@ class ArrayDataset:
     ``images`` is uint8 (N, C, H, W); ``labels`` is int64 (N,) with values in
     ``[0, len(classes))``; ``classes[k]`` names label ``k``. Integer labels of another
     dtype are converted to int64; anything else raises a ``ValueError`` naming the
-    problem.
+    problem. ``source`` names where the images were read from (a directory, an archive or
+    files), for messages; it is empty for generated data.
     """
 
     images: np.ndarray  # uint8 (N, C, H, W)
     labels: np.ndarray  # int64 (N,)
     classes: list[str]
+    source: str = ""
 
     def __post_init__(self) -> None:
         images, labels = self.images, np.asarray(self.labels)
@@ -64,9 +66,11 @@ class ArrayDataset:
         return tuple(self.images.shape[1:])
 
     def subset(self, indices: np.ndarray) -> ArrayDataset:
-        """A new dataset with the rows ``indices`` (copied), same classes."""
+        """A new dataset with the rows ``indices`` (copied), same classes and source."""
         indices = np.asarray(indices, dtype=np.int64)
-        return ArrayDataset(self.images[indices], self.labels[indices], list(self.classes))
+        return ArrayDataset(
+            self.images[indices], self.labels[indices], list(self.classes), self.source
+        )
 
     def split(self, val: float | int, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
         """Hold out a seeded, stratified validation set: returns ``(train, val)``.

@@ -94,7 +94,9 @@ def fashion_mnist(
         isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 28
     ):
         raise ValueError(f"fashion_mnist: pad_to must be None or an int >= 28, got {pad_to!r}")
-    raw = {name: _read_verified(name, root, download, mirror) for name in FILES}
+    found = {name: _read_verified(name, root, download, mirror) for name in FILES}
+    raw = {name: data for name, (_, data) in found.items()}
+    source = ", ".join(sorted({str(path.parent) for path, _ in found.values()}))
     splits = []
     for prefix in ("train", "t10k"):
         images_name, labels_name = (
@@ -117,7 +119,7 @@ def fashion_mnist(
                 (before_w, pad_to - images.shape[3] - before_w),
             )
             images = np.pad(images, padding)  # (N, 1, pad_to, pad_to), zeros outside
-        splits.append(ArrayDataset(images, labels.astype(np.int64), list(CLASSES)))
+        splits.append(ArrayDataset(images, labels.astype(np.int64), list(CLASSES), source))
     return splits[0], splits[1]
 
 
@@ -153,8 +155,8 @@ def _candidates(name: str, root) -> list[Path]:
     return [d / n for d in dirs for n in (name, name.removesuffix(".gz"))]
 
 
-def _read_verified(name: str, root, allow_download: bool, mirror: str | None) -> bytes:
-    """Find (or fetch) ``name`` and return its decompressed, checksum-verified bytes."""
+def _read_verified(name: str, root, allow_download: bool, mirror: str | None) -> tuple[Path, bytes]:
+    """Find (or fetch) ``name``: its path and its decompressed, checksum-verified bytes."""
     gz_md5, raw_md5 = FILES[name]
     path = next((p for p in _candidates(name, root) if p.is_file()), None)
     if path is None:
@@ -187,4 +189,4 @@ def _read_verified(name: str, root, allow_download: bool, mirror: str | None) ->
             f"{path}: checksum mismatch of the decompressed IDX data: expected md5 {raw_md5}, "
             f"got {got}; delete the file to download it again"
         )
-    return data
+    return path, data

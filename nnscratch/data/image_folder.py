@@ -103,7 +103,7 @@ def _read_split(
         labels += [k] * len(files)
     if not images:
         raise ValueError(f"image_folder: no images found under {folder}")
-    return ArrayDataset(np.stack(images), np.array(labels, dtype=np.int64), classes)
+    return ArrayDataset(np.stack(images), np.array(labels, dtype=np.int64), classes, str(folder))
 
 
 def _load_image(path: Path, size: int, channels: int) -> np.ndarray:

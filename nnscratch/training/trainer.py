@@ -43,6 +43,18 @@ from nnscratch.training.run_dir import (
 from nnscratch.training.step import train_step
 from nnscratch.utils.atomic import atomic_write
 
+# Everything a finished run leaves in its directory (summary.json lists them all).
+RUN_OUTPUTS = (
+    "config.json",
+    "metrics.csv",
+    "metrics.json",
+    "last.npz",
+    "best.npz",
+    "curves.png",
+    "confusion.png",
+    "summary.json",
+)
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
@@ -142,7 +154,8 @@ class _Run:
             f"{config.model} ({self.model.num_parameters():,} parameters) on {config.dataset}: "
             f"{len(splits.train)} train / {len(splits.val) if splits.val else 0} val / "
             f"{len(splits.test)} test images {'x'.join(map(str, self.image_shape))}, "
-            f"{config.epochs} epochs of {len(self.loader)} batches of {config.batch_size}"
+            f"{_count(config.epochs, 'epoch')} of {_count(len(self.loader), 'batch')} "
+            f"of {config.batch_size}"
         )
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
@@ -201,7 +214,8 @@ def _resume_point(
     )
     done = checkpoint["progress"]["epoch"] >= config.epochs
     if done and (run_dir / "summary.json").is_file():
-        raise ValueError(f"{run_dir} finished all {config.epochs} epochs; nothing to resume")
+        done = f"all {config.epochs} epochs" if config.epochs > 1 else "its 1 epoch"
+        raise ValueError(f"{run_dir} finished {done}; nothing to resume")
     log(
         f"resuming {path} at epoch {checkpoint['progress']['epoch'] + 1}, "
         f"batch {checkpoint['progress']['batch']}"
@@ -215,6 +229,9 @@ def _build_run(
     """The data, model, optimizer, loader and schedule of ``config``, restored from ``checkpoint``."""
     builders.check_training_fits(config)
     splits = builders.build_data(config)
+    sources = dict.fromkeys(s.source for s in (splits.train, splits.test) if s.source)
+    if sources:  # which copy of a data set was used (the cache, a system copy, --data-dir)
+        log(f"data read from {', '.join(sources)}")
     build_config = dataclasses.replace(config, init_from=None) if checkpoint else config
     in_channels = splits.train.images.shape[1]
     model = builders.build_model(build_config, splits.train.num_classes, in_channels)
@@ -329,6 +346,11 @@ def _record_epoch(
         _save(run.out / "best.npz", state)
 
 
+def _count(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless n is 1: "1 epoch", "4 epochs", "6 batches"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ch') else 's'}"
+
+
 def _fresh_progress(epoch: int) -> dict[str, Any]:
     """Progress at the start of ``epoch`` (0-based): no batch seen yet."""
     return {"epoch": epoch, "batch": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
@@ -371,22 +393,12 @@ def _finish(run: _Run, log: Callable[[str], None]) -> dict[str, Any]:
         "per_class_accuracy": dict(zip(splits.classes, map(float, per_class))),
         "epochs": len(history),
         "train_seconds": float(sum(row["seconds"] for row in history)),
-        "output": {
-            name: str(out / name)
-            for name in (
-                "best.npz",
-                "last.npz",
-                "metrics.csv",
-                "metrics.json",
-                "curves.png",
-                "confusion.png",
-            )
-        },
+        "output": {name: str(out / name) for name in RUN_OUTPUTS},
     }
     with atomic_write(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1)
     log(
         f"test accuracy {test.accuracy:.2%} (best validation {run.best_val:.2%}); "
-        f"wrote {out}/: best.npz, last.npz, metrics.csv, curves.png, confusion.png"
+        f"wrote {out}/: {', '.join(RUN_OUTPUTS)}"
     )
     return summary
