@@ -95,7 +95,10 @@ def test_regimes_table_and_bad_input():
         ("bn_he", True),
     ]
     assert len(result["runs"]) == 4
-    assert "BN, He init" in experiments.format_table(result["table"])
+    text = experiments.format_table(result["table"])
+    assert "BN, He init" in text
+    header, columns = text.splitlines()[:2]
+    assert "first/last conv gradient-norm ratio" in header and "plain" in columns
     json.dumps(experiments.to_jsonable(result), allow_nan=False)
     with pytest.raises(ValueError, match="unknown regime"):
         experiments.regimes(["resnet8"], ["bn_xavier_typo"])

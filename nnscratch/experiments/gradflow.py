@@ -239,8 +239,14 @@ def regimes(
 
 
 def format_table(table: Sequence[dict[str, Any]]) -> str:
-    """The ratio table as text: one line per regime and model, plain and residual side by side."""
-    lines = [f"{'regime':<30}{'model':<11}{'depth':>6}{'plain':>12}{'residual':>12}"]
+    """The ratio table as text: one line per regime and model, plain and residual side by side.
+
+    Each cell is |dL/dW| of the first (stem) conv divided by |dL/dW| of the last conv.
+    """
+    lines = [
+        f"{'first/last conv gradient-norm ratio':>71}",
+        f"{'regime':<30}{'model':<11}{'depth':>6}{'plain':>12}{'residual':>12}",
+    ]
     pairs: dict[tuple[str, str], dict[bool, dict]] = {}
     for row in table:
         pairs.setdefault((row["label"], row["model"]), {})[row["residual"]] = row
