@@ -4,6 +4,7 @@ Only the structure is checked here: timings belong to the benchmark, not to test
 """
 
 import json
+import re
 import subprocess
 import sys
 
@@ -79,6 +80,7 @@ def test_human_table(tiny_result):
     text = bench.format_table(tiny_result)
     assert "train images/s" in text and "conv backward" in text
     assert "memory:" in text
+    assert "median of 1 step after" in text  # TINY times one step: not "1 steps"
 
 
 def test_torch_twin_has_the_same_architecture():
@@ -118,3 +120,16 @@ def test_the_package_loads_neither_numba_nor_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_help_describes_every_option_with_one_default_style():
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    for action in commands.choices["bench"]._actions:
+        if not action.option_strings or action.nargs == 0:  # --help and the on/off flags
+            continue
+        text = action.help or ""
+        assert text and not text.startswith("default"), f"{action.dest}: no description"
+        defaults = re.findall(r"\(default ([^)]*)\)", text)
+        assert len(defaults) == 1 and text.endswith(")"), f"{action.dest}: {text!r}"
+        assert "default" not in re.sub(r"\(default [^)]*\)", "", text), f"{action.dest}: {text!r}"

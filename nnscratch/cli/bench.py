@@ -27,23 +27,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=d.stem,
         help="ResNet-18..152 only: 3x3 CIFAR stem or 7x7 + max-pool ImageNet stem (default cifar)",
     )
-    p.add_argument("--width", type=float, default=d.width, help="channel multiplier (default 1)")
-    p.add_argument("--num-classes", type=int, default=d.num_classes, help="default 10")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default 64")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="height = width (32)")
-    p.add_argument("--in-channels", type=int, default=d.in_channels, help="default 3")
-    p.add_argument("--dtype", choices=["float32", "float64"], default=d.dtype)
-    p.add_argument("--steps", type=int, default=d.steps, help="timed steps (median; default 10)")
-    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first (2)")
-    p.add_argument("--threads", type=int, default=d.threads, help="threads (default: all cores)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of weights and batch (0)")
+    p.add_argument(
+        "--width", type=float, default=d.width, help=f"channel multiplier (default {d.width:g})"
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        default=d.num_classes,
+        help=f"outputs of the head (default {d.num_classes})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help=f"images per step (default {d.batch_size})",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=d.image_size,
+        help=f"input height = width (default {d.image_size})",
+    )
+    p.add_argument(
+        "--in-channels",
+        type=int,
+        default=d.in_channels,
+        help=f"image channels (default {d.in_channels})",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default=d.dtype,
+        help=f"type of the weights, activations and gradients (default {d.dtype})",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help=f"timed steps, of which the median counts (default {d.steps})",
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=d.warmup,
+        help=f"untimed steps before them (default {d.warmup})",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help=f"threads; 0 is every core (default {d.threads})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"seed of the weights and the batch (default {d.seed})",
+    )
     p.add_argument(
         "--blas-thread-timeout",
         type=int,
         default=None,
         metavar="N",
         help="set OPENBLAS_THREAD_TIMEOUT=N in the workers: OpenBLAS's idle threads then "
-        "spin 2**N cycles (default 2**28) before sleeping (default: leave it unset)",
+        "spin 2**N cycles before sleeping, 2**28 when it is unset (default unset)",
     )
     p.add_argument(
         "--compare-torch",
