@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from nnscratch import experiments
+from nnscratch import experiments, plot
 from nnscratch.cli import main
 from nnscratch.experiments.lesion import BranchRemoved
 from nnscratch.experiments.network_parts import forward_with_block_outputs, residual_blocks
@@ -188,6 +188,36 @@ def test_branch_removed_is_the_block_without_its_main_branch(rng):
     plain = BasicBlock(4, 8, 2, residual=False, rng=rng)
     stand_in = BranchRemoved(plain)
     assert stand_in.method == "zero_pad" and stand_in(x).shape == (2, 8, 3, 3)
+
+
+def _visible_ticks(axis) -> list[float]:
+    low, high = sorted(axis.get_view_interval())
+    return [t for t in axis.get_ticklocs() if low <= t <= high]
+
+
+def test_figures_have_whole_number_ticks_and_log_axes_that_end_at_labelled_powers():
+    result = experiments.regimes(["resnet20"], ["no_bn_torch", "bn_he"], **TINY)
+    figure = plot.gradflow_figure(result["runs"])
+    figure.canvas.draw()
+    for ax in figure.axes:  # 19 convs: ticks 2, 4, ..., never 2.5
+        assert all(float(t).is_integer() for t in _visible_ticks(ax.xaxis))
+        ys = np.concatenate([line.get_ydata() for line in ax.get_lines()]).astype(float)
+        low, high = ax.get_ylim()
+        assert low <= np.nanmin(ys) and np.nanmax(ys) <= high
+        assert np.log10(low).is_integer() and np.log10(high).is_integer()
+    figure = plot.ratio_figure(result["table"])
+    assert list(_visible_ticks(figure.axes[0].xaxis)) == [20]
+    residual = [r for r in result["runs"] if r["config"]["residual"]]
+    figure = plot.ledger_figure(residual)
+    figure.canvas.draw()
+    assert len(figure.legends) == 1  # one legend, outside the panels: over no bar
+    assert all(ax.get_legend() is None for ax in figure.axes)
+    for bars, right in zip(figure.axes[: len(residual)], figure.axes[len(residual) :], strict=True):
+        assert bars.bbox.y0 > figure.legends[0].get_window_extent().y1 - 1
+        total = right.get_lines()[0].get_ydata()
+        low, high = right.get_ylim()
+        assert low <= total.min() and total.max() <= high
+        assert np.log10(low).is_integer() and np.log10(high).is_integer()
 
 
 # ------------------------------------------------------------------ command line

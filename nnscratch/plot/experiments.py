@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, MaxNLocator
 
 from nnscratch.plot.figure import new_figure, save_png
 
@@ -28,6 +29,18 @@ def _regime_label(run: dict[str, Any]) -> str:
     norm = "BN" if c["batch_norm"] else "no BN"
     act = "" if c.get("activation", "relu") == "relu" else f", {c['activation']}"
     return f"{norm}, {INIT_NAMES.get(c['init'], c['init'])}{act}"
+
+
+def _end_at_decades(axis, values: np.ndarray) -> None:
+    """Make a log ``axis`` run from the power of ten below the finite positive ``values`` to
+    the one above, each power labelled: the axis ends at labelled ticks, and no point lies
+    beyond the last label."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if not v.size:
+        return
+    low, high = np.floor(np.log10(v.min())), np.ceil(np.log10(v.max()))
+    axis.axes.set_ylim(10.0**low, 10.0 ** max(high, low + 1))
+    axis.set_major_locator(LogLocator(numticks=16))  # every power up to 15 decades
 
 
 def _positive(values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +103,10 @@ def gradflow_figure(
             ax.set_title(f"{model}: {regime}", fontsize=10)
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are counted
+            drawn = [line.get_ydata() for line in ax.get_lines() if line.get_label()[0] != "_"]
+            if drawn:
+                _end_at_decades(ax.yaxis, np.concatenate(drawn).astype(np.float64))
             if i == len(models) - 1:
                 ax.set_xlabel("conv layer (1 = input side)")
             if j == 0:
@@ -126,6 +143,7 @@ def ratio_figure(
                 label=f"{label}, {_kind(residual)}",
             )
     ax.axhline(1.0, color="grey", ls=":", lw=1)
+    ax.set_xticks(sorted({row["depth"] for row in table}))  # the depths measured
     ax.set(
         xlabel="depth (weighted layers)",
         ylabel="|dL/dW_first| / |dL/dW_last|",
@@ -144,8 +162,10 @@ def ledger_figure(
 
     One panel per run. Stacked bars: |dx_main| and |dx_shortcut| as shares of their sum
     (left axis); black dots: |dx| = |dx_main + dx_shortcut| at the block input on a log
-    axis (right), so the split and the size of the signal are both readable even when
-    the size changes by orders of magnitude along the net. A plain block is all main.
+    axis (right, from the power of ten below the smallest to the one above the largest),
+    so the split and the size of the signal are both readable even when the size changes
+    by orders of magnitude along the net. A plain block is all main. The legend sits
+    below the panels, where it hides no bar.
     """
     most = max(len(r["blocks"]) for r in runs)
     figure, axes = new_figure(
@@ -174,12 +194,17 @@ def ledger_figure(
         total, _ = _positive([b["total"] for b in blocks])
         right = ax.twinx()
         right.semilogy(x, total, "k.-", lw=0.8, ms=4, label="|dx| at block input")
+        _end_at_decades(right.yaxis, total)
         right.set_ylabel("|dx| (log)")
         c = run["config"]
         ax.set_title(f"{_kind(c['residual'])} {c['model']}: {_regime_label(run)}", fontsize=10)
-        handles = ax.get_legend_handles_labels()
-        extra = right.get_legend_handles_labels()
-        right.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="best")
+    handles, labels = (
+        a + b
+        for a, b in zip(
+            ax.get_legend_handles_labels(), right.get_legend_handles_labels(), strict=True
+        )
+    )
+    figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
     if title:
         figure.suptitle(title)
     save_png(figure, path)
@@ -230,6 +255,7 @@ def degradation_figure(
             if run["diverged_at"]:
                 ax.axvline(run["diverged_at"], color=colour, ls=":")
         ax.set(xlabel="SGD step", title=f"{_kind(residual)} nets")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
