@@ -55,7 +55,7 @@ def check_learner(name, learner, hints: dict[str, str], generic: str, *needles: 
 def test_names_in_teaching_order_and_each_described():
     names = exercises.names()
     assert names[:3] == ["linear", "relu_backward", "im2col"]
-    assert names[-2:] == ["one_layer_gain", "basic_block_params"]
+    assert names[-3:] == ["one_layer_gain", "basic_block_params", "pca_2d"]
     assert len(names) == len(set(names)) >= 16
     for name in names:
         text = exercises.describe(name)
@@ -633,6 +633,32 @@ def test_questions():
     rejected("basic_block_params", 74_240, "buffers, not trainable parameters")
     rejected("basic_block_params", 74_112, "have no bias")
     rejected("basic_block_params", 80_000, GENERIC)
+
+
+# ----------------------------------------------------------------------- pca
+def learner_pca_2d(emb, mistake=None):
+    """PCA the other way: the top eigenvectors of the covariance matrix."""
+    centred = emb if mistake == "not centred" else emb - emb.mean(axis=0)
+    _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    top = vectors[:, :2] if mistake == "last two" else vectors[:, ::-1][:, :2]
+    top = top[:, ::-1] if mistake == "swapped" else top
+    proj = centred @ top
+    return proj / np.linalg.norm(proj, axis=0) if mistake == "normalised" else proj
+
+
+def test_pca_2d():
+    accepted("pca_2d", learner_pca_2d)
+    accepted("pca_2d", lambda emb: -learner_pca_2d(emb))  # a direction's sign is free
+    rejected("pca_2d", lambda emb: learner_pca_2d(emb, "not centred"), "centre the embeddings")
+    rejected("pca_2d", lambda emb: learner_pca_2d(emb, "last two"), "not the last two")
+    rejected("pca_2d", lambda emb: learner_pca_2d(emb, "normalised"), "U[:, :2] alone")
+    rejected("pca_2d", lambda emb: learner_pca_2d(emb, "swapped"), "largest variance first")
+    rejected(
+        "pca_2d",
+        lambda emb: learner_pca_2d(emb) / len(emb),  # scaled: no catalogue has it
+        "proj is wrong in 3 of 3 cases",
+        GENERIC,
+    )
 
 
 def test_exercises_run_on_the_readable_tier_only():

@@ -36,6 +36,7 @@ API_MODULES = (
     "gradcheck",
     "plot",
     "experiments",
+    "exercises",
 )
 # Submodules listed first on their package's page (the rest follow alphabetically).
 FIRST = {"nn": ("module", "parameter")}

@@ -22,6 +22,7 @@ from nnscratch.exercises.init import HE_STD
 from nnscratch.exercises.linear import LINEAR
 from nnscratch.exercises.loss import CROSS_ENTROPY
 from nnscratch.exercises.optim import SGD_MOMENTUM_STEP
+from nnscratch.exercises.pca import PCA_2D
 from nnscratch.exercises.pooling import GLOBAL_AVG_POOL_BACKWARD, MAX_POOL_BACKWARD
 from nnscratch.exercises.questions import BASIC_BLOCK_PARAMS, ONE_LAYER_GAIN
 from nnscratch.exercises.relu import RELU_BACKWARD
@@ -44,6 +45,7 @@ _TEACHING_ORDER = (
     HE_STD,
     ONE_LAYER_GAIN,
     BASIC_BLOCK_PARAMS,
+    PCA_2D,
 )
 _EXERCISES: dict[str, Exercise] = {e.name: e for e in _TEACHING_ORDER}
 
