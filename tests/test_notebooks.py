@@ -110,6 +110,13 @@ def test_every_exercise_stub_has_its_check_and_its_solution(name):
             assert f'exercises.check("{runner.exercise_name(cell.source)}"' in following.source
 
 
+def test_every_exercise_is_done_in_the_notebook_that_teaches_it():
+    from nnscratch import exercises
+
+    used = [stub for name in NAMES for stub in _stubs(runner.build(name))]
+    assert sorted(used) == sorted(exercises.names()), "each exercise in exactly one lesson"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_checks_say_not_implemented_yet(name):
     """As committed, the stubs are left alone and the lesson goes on past each check."""

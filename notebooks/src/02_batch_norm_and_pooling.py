@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
-from nnscratch import data, nn
+from nnscratch import data, exercises, nn
 from nnscratch import functional as F
 from nnscratch.gradcheck import check_op
 from nnscratch.plot.figure import new_figure
@@ -73,34 +73,33 @@ print(f"max |ours - library| = {np.abs(y - y_lib).max():.1e}")
 # Each forward line gets its backward line, in reverse order, with `d`-prefixed names. Note
 # the two paths from `x` to the loss besides the direct one: through `mu` and through `var`.
 #
-# *Exercise: write the backward from the forward above before reading the next cell.*
+# **Your turn.** Write `batch_norm_backward(dy, x, gamma, eps) -> (dx, dgamma, dbeta)` the
+# staged way: recompute `mu`, `xc`, `var`, `inv_std`, `xhat` from `x`, then one backward line per
+# forward line, in reverse. The check compares `dx`, `dgamma` and `dbeta` with the library and
+# with finite differences, and recognises the classic mistakes (the mean and the variance
+# treated as constants, one of the two paths forgotten).
 
 # %%
-dy = rng.standard_normal(x.shape)  # a random upstream gradient
+# exercise: batch_norm_backward
+def batch_norm_backward(dy, x, gamma, eps):
+    raise NotImplementedError  # dbeta, dgamma, dxhat, dinv_std, dxc, dvar, dmu, dx
 
-dbeta = dy.sum(axis=axes)  # y = G * xhat + B
-dgamma = (dy * xhat).sum(axis=axes)
-dxhat = dy * G
-dinv_std = (dxhat * xc).sum(axis=axes, keepdims=True)  # xhat = xc * inv_std
-dxc = dxhat * inv_std
-dvar = dinv_std * -0.5 * (var + eps) ** -1.5  # inv_std = (var + eps) ** -0.5
-dxc = dxc + dvar * 2 * xc / M  # var = mean(xc ** 2)
-dmu = -dxc.sum(axis=axes, keepdims=True)  # xc = x - mu
-dx = dxc + dmu / M  # mu = mean(x)
-
-dx_lib, dgamma_lib, dbeta_lib = F.batch_norm2d_backward(dy, cache)
-for name, ours, lib in [("dx", dx, dx_lib), ("dgamma", dgamma, dgamma_lib), ("dbeta", dbeta, dbeta_lib)]:
-    print(f"{name:7s} max |ours - library| = {np.abs(ours - lib).max():.1e}")
+# %%
+exercises.check("batch_norm_backward", batch_norm_backward)
 
 # %% [markdown]
-# Simplifying the staged lines gives the one-line formula that `batch_norm2d_backward` uses
-# (its docstring derives it):
+# Simplifying the staged lines gives the one-line formula that the library's
+# `batch_norm2d_backward` uses (`nnscratch/functional/batch_norm.py`, which derives it):
 #
 # $$dx = \gamma\,\frac{1}{\sqrt{\sigma^2+\epsilon}}\Big(dy - \frac{d\beta}{M} - \hat x\,\frac{d\gamma}{M}\Big)$$
 
 # %%
+dy = rng.standard_normal(x.shape)  # a random upstream gradient
+dx_lib, dgamma_lib, dbeta_lib = F.batch_norm2d_backward(dy, cache)
+dbeta, dgamma = dy.sum(axis=axes), (dy * xhat).sum(axis=axes)
 dx_compact = G * inv_std * (dy - dbeta[None, :, None, None] / M - xhat * dgamma[None, :, None, None] / M)
-print(f"max |staged - compact| = {np.abs(dx - dx_compact).max():.1e}")
+print(f"max |library - compact formula|: dx {np.abs(dx_lib - dx_compact).max():.1e}, "
+      f"dgamma {np.abs(dgamma_lib - dgamma).max():.1e}, dbeta {np.abs(dbeta_lib - dbeta).max():.1e}")
 
 # %% [markdown]
 # ## 3. Gradient check, and a trap
@@ -220,6 +219,20 @@ y_fast, fast_cache = fast.batch_norm2d_forward(x, gamma, beta, np.zeros(C), np.o
 print(f"max |fast - readable| = {np.abs(y_fast - y_lib).max():.1e}")
 
 # %% [markdown]
+# **Your turn: the forward pass with its running statistics.** Write
+# `batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps) -> (y,
+# new_running_mean, new_running_var)` in training mode. The check recognises a biased running
+# variance, momentum read the other way round, and `eps` outside the square root.
+
+# %%
+# exercise: batch_norm_forward
+def batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps):
+    raise NotImplementedError  # y as in section 1; running stats as above (unbiased variance)
+
+# %%
+exercises.check("batch_norm_forward", batch_norm_forward)
+
+# %% [markdown]
 # ## 5. Max pooling
 #
 # $$y[n, c, p, q] = \max_{i, j}\; x[n, c,\; p s + i,\; q s + j]$$
@@ -291,23 +304,46 @@ for ax, img, title in [(axs[0], image[0, 0], "input 32x32"), (axs[1], pooled[0, 
 fig
 
 # %% [markdown]
+# **Your turn.** Write `max_pool_backward(dy, x, kernel_size, stride) -> dx`: each `dy` entry goes
+# to its window's first maximum in row-major order, and an element that wins several
+# overlapping windows collects all their gradients. The check includes windows with ties.
+
+# %%
+# exercise: max_pool_backward
+def max_pool_backward(dy, x, kernel_size, stride):
+    raise NotImplementedError  # for each window: np.argmax picks the first maximum
+
+# %%
+exercises.check("max_pool_backward", max_pool_backward)
+
+# %% [markdown]
 # ## 6. Global average pooling
 #
 # ResNets end with the mean over each channel's `H×W` map. Every pixel had an equal share in
-# the mean, so `dx[n, c, h, w] = dy[n, c] / (H·W)`.
+# the mean. **Your turn:** `global_avg_pool_backward(dy, x_shape) -> dx`.
+
+# %%
+# exercise: global_avg_pool_backward
+def global_avg_pool_backward(dy, x_shape):
+    raise NotImplementedError  # every pixel had an equal share of the mean
+
+# %%
+exercises.check("global_avg_pool_backward", global_avg_pool_backward)
+
+# %% [markdown]
+# The library's version, against finite differences:
 
 # %%
 x = rng.standard_normal((2, 4, 3, 5))
-y, cache = F.global_avg_pool2d_forward(x)  # (N, C)
-dy = rng.standard_normal(y.shape)
-dx = np.broadcast_to(dy[:, :, None, None] / (3 * 5), x.shape)
-print(f"max |ours - library| = {np.abs(dx - F.global_avg_pool2d_backward(dy, cache)).max():.1e}")
 print(f"relative error of dx: {check_op(F.global_avg_pool2d_forward, F.global_avg_pool2d_backward, {'x': x})['x']:.1e}")
 
 # %% [markdown]
 # ## Exercises
 #
-# 1. Derive the compact batch-norm formula from the staged lines (hint: `sum(xc) = 0`).
+# 1. Checked above: `batch_norm_backward`, `batch_norm_forward`, `max_pool_backward` and
+#    `global_avg_pool_backward` (each `exercises.check` compares with the library on several
+#    cases and, for the backward passes, with finite differences).
+#    Then derive the compact batch-norm formula from your staged lines (hint: `sum(xc) = 0`).
 # 2. Derive the `dx` that `dy = xhat` gives in training mode (section 3): which property of
 #    `xhat` would make it zero, and why does `eps` break it? Set `eps = 0` in a copy of the
 #    forward and check that `dx` drops to rounding error.

@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
-from nnscratch import experiments, models, plot
+from nnscratch import exercises, experiments, models, plot
 from nnscratch import functional as F
 from nnscratch.gradcheck import check_module
 from nnscratch.nn import BasicBlock, CrossEntropyLoss, init
@@ -53,12 +53,33 @@ print("fast mode" if FAST else "full mode", dict(models=MODELS, width=WIDTH, bat
 #
 # $$\frac{|dz_{prev}|^2}{|dz|^2} \approx \tfrac12\,\mathrm{fan\_out}\;\sigma^2$$
 #
-# - PyTorch's default `U(−1/√fan_in, 1/√fan_in)` has `σ² = 1/(3·fan_in)`: with `fan_in = fan_out`
-#   the gain is `√(1/6) ≈ 0.41` **per layer**. Over 18 layers that is `0.41^18 ≈ 1e-7`.
+# - PyTorch's default `U(−1/√fan_in, 1/√fan_in)` has `σ² = 1/(3·fan_in)` (the variance of
+#   `U(−a, a)` is `a²/3`).
 # - Xavier has `σ² = 2/(fan_in + fan_out)`: gain `√(1/2) ≈ 0.71`.
 # - He (fan_out mode, torchvision's choice) has `σ² = 2/fan_out`: gain `1`.
 #
-# Measured on one 3×3 conv layer with 16 channels (*exercise: stage it yourself first*):
+# **Your turn, before the measurement.** With `fan_in = fan_out`, by what factor does one such
+# layer with PyTorch's default init multiply the gradient's mean square, `|dz_prev|²/|dz|²`? And
+# write `he_std(shape, mode)`, the standard deviation He's init draws with, from a weight's shape.
+
+# %%
+# exercise: one_layer_gain
+answer = NotImplemented  # the factor, a number
+
+# %%
+exercises.check("one_layer_gain", answer)
+
+# %%
+# exercise: he_std
+def he_std(shape, mode):
+    raise NotImplementedError  # fan_in = C_in*KH*KW, fan_out = C_out*KH*KW; std = sqrt(2 / fan)
+
+# %%
+exercises.check("he_std", he_std)
+
+# %% [markdown]
+# The gains of the norm (the square roots of those factors), measured on one 3×3 conv layer with
+# 16 channels, against the prediction:
 
 # %%
 C, S = 16, 32

@@ -5,7 +5,7 @@
 #
 # **What you will learn**
 #
-# - the gradient of softmax cross-entropy, `dlogits = (softmax(z) − onehot(y)) / N`, staged and checked;
+# - the gradient of softmax cross-entropy, `dlogits = (softmax(z) − onehot(y)) / N`, written by you and checked;
 # - two sanity checks to run before any long training: the **initial loss is about ln 10** for
 #   10 classes (about `σ²/2` more when the logits have std `σ`), and the network can **overfit one
 #   tiny batch**;
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
-from nnscratch import data, models, nn, optim, plot
+from nnscratch import data, exercises, models, nn, optim, plot
 from nnscratch import functional as F
 from nnscratch.gradcheck import check_op
 from nnscratch.plot.figure import new_figure
@@ -77,8 +77,27 @@ rows = model.summary((3, 32, 32), depth=1)
 # $$L = -\frac{1}{N}\sum_n \log p_{n, y_n},\qquad p = \mathrm{softmax}(z),\qquad
 # \frac{\partial L}{\partial z} = \frac{p - \mathrm{onehot}(y)}{N}$$
 #
-# Staged in numpy (subtracting the row maximum first, so `exp` cannot overflow), on the logits of
-# the untrained model for 64 normalised training images:
+# **Your turn.** Write the pair: `cross_entropy_forward(logits, targets) -> (loss, cache)` and
+# `cross_entropy_backward(dloss, cache) -> dlogits`. Subtract each row's maximum before `exp` (the
+# check tries logits near 1000), average over the batch, and multiply by `dloss`, the upstream
+# gradient (it is not always 1). The check compares both with the library and the gradient with
+# finite differences.
+
+# %%
+# exercise: cross_entropy
+def cross_entropy_forward(logits, targets):
+    raise NotImplementedError  # log-softmax, stably; the mean of -log p[n, y_n]; a cache
+
+
+def cross_entropy_backward(dloss, cache):
+    raise NotImplementedError  # dloss * (softmax - onehot) / N
+
+# %%
+exercises.check("cross_entropy", (cross_entropy_forward, cross_entropy_backward))
+
+# %% [markdown]
+# The library's loss (`nnscratch/functional/loss.py`) on the logits of the untrained model for 64
+# normalised training images, and a gradient check of it:
 
 # %%
 mean, std = data.channel_stats(train_set.images)
@@ -87,17 +106,10 @@ y = train_set.labels[:64]
 logits = model(x)  # training mode: batch norm uses the batch's statistics
 N, K = logits.shape
 
-shifted = logits - logits.max(axis=1, keepdims=True)
-log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-loss = -log_p[np.arange(N), y].mean()
-dlogits = np.exp(log_p)
-dlogits[np.arange(N), y] -= 1
-dlogits /= N
-
 criterion = nn.CrossEntropyLoss()
 loss_lib = criterion(logits, y)
-print(f"loss: ours {loss:.6f}, library {loss_lib:.6f}")
-print(f"max |dlogits ours - library| = {np.abs(dlogits - criterion.backward()).max():.1e}")
+dlogits = criterion.backward()  # (softmax(z) - onehot(y)) / N
+print(f"loss {loss_lib:.6f}; dlogits {dlogits.shape}, each row sums to {np.abs(dlogits.sum(axis=1)).max():.1e}")
 
 
 def ce(z):
@@ -182,6 +194,21 @@ ax.set(xlabel="step (same 20 images every time)", ylabel="cross-entropy loss", t
 ax.grid(alpha=0.3, which="both")
 ax.legend()
 fig
+
+# %% [markdown]
+# **Your turn: one optimizer step.** The run below uses Adam and compares it with SGD with
+# momentum, the trainer's default. Write SGD's step as PyTorch takes it, with L2 weight decay:
+# `sgd_momentum_step(p, grad, buf, lr, momentum, weight_decay) -> (p, buf)`. The check runs several
+# steps with a changing learning rate and names the common variants (the velocity in parameter
+# units, dampening, decay applied after the momentum) if it recognises one.
+
+# %%
+# exercise: sgd_momentum_step
+def sgd_momentum_step(p, grad, buf, lr, momentum, weight_decay):
+    raise NotImplementedError  # g = grad + wd * p; buf = momentum * buf + g; p - lr * buf
+
+# %%
+exercises.check("sgd_momentum_step", sgd_momentum_step)
 
 # %% [markdown]
 # ## 5. A real run

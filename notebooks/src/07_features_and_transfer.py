@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm, without ipywidgets
-from nnscratch import data, models, nn, optim
+from nnscratch import data, exercises, models, nn, optim
 from nnscratch.plot.figure import new_figure
 from nnscratch.training import builders, evaluate, extract_features
 
@@ -165,25 +165,40 @@ print(f"nearest neighbour by mean colour alone has the same class for "
 # 2-D linear view can. The same directions are the top eigenvectors of the covariance
 # `Xcᵀ Xc / (N − 1)`, with eigenvalues `S² / (N − 1)`.
 #
-# *Exercise: write the four lines before reading the next cell.*
+# **Your turn.** Write `pca_2d(emb) -> proj`, the (N, 2) projection of the centred embeddings onto
+# the first two principal directions, from the SVD (four lines). A direction's sign is arbitrary,
+# so the check compares each column up to sign; it recognises a forgotten centring, columns of
+# `Vᵀ` taken for its rows, and `U` without `S`.
 
 # %%
+# exercise: pca_2d
 def pca_2d(emb):
+    raise NotImplementedError  # centre; U, S, Vt = np.linalg.svd(..., full_matrices=False); project
+
+# %%
+exercises.check("pca_2d", pca_2d)
+
+# %% [markdown]
+# The lesson goes on with the other route to the same directions, the top eigenvectors of the
+# covariance (`eigh` sorts its eigenvalues in ascending order); the variances along the first
+# two directions from it and from the singular values agree:
+
+# %%
+def pca_2d_eigh(emb):
+    """(N, 2) projection, the variances along all directions (decreasing), the centred rows."""
     centred = emb.astype(np.float64) - emb.mean(axis=0)
-    U, S, Vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ Vt[:2].T, S, centred
+    variances, vectors = np.linalg.eigh(centred.T @ centred / (len(centred) - 1))
+    return centred @ vectors[:, ::-1][:, :2], variances[::-1], centred
 
 
-proj_old, S_old, centred_old = pca_2d(emb_old)
-eigenvalues, eigenvectors = np.linalg.eigh(centred_old.T @ centred_old / (len(centred_old) - 1))
-top = eigenvectors[:, ::-1][:, :2]  # eigh sorts ascending
+proj_old, variances_old, centred_old = pca_2d_eigh(emb_old)
+S_old = np.linalg.svd(centred_old, compute_uv=False)
 print("variance along the first two directions, SVD:  ", (S_old[:2] ** 2 / (len(centred_old) - 1)).round(4))
-print("                                   eigh:       ", eigenvalues[::-1][:2].round(4))
-print(f"projections agree up to sign: max diff {np.abs(np.abs(proj_old) - np.abs(centred_old @ top)).max():.1e}")
+print("                                   eigh:       ", variances_old[:2].round(4))
 print(f"share of the variance in 2-D: {np.sum(S_old[:2] ** 2) / np.sum(S_old ** 2):.0%}")
 
 # %%
-proj_new, _, _ = pca_2d(emb_new)
+proj_new, _, _ = pca_2d_eigh(emb_new)
 fig, axs = new_figure(11, 4.6, ncols=2)
 for ax, proj, ds, title in [(axs[0], proj_old, old_test, "old classes (trained on)"),
                             (axs[1], proj_new, new_test, "new classes (never seen)")]:
@@ -221,9 +236,9 @@ print(f"embedding lengths, old classes: median {np.median(norms):.1f}, 99th perc
 projections = {}
 for name, emb, ds in [("old classes", emb_old, old_test), ("new classes", emb_new, new_test)]:
     for kind, e in [("raw", emb), ("L2-normalised", l2_normalise(emb))]:
-        proj, S, _ = pca_2d(e)
+        proj, variances, _ = pca_2d_eigh(e)
         projections[name, kind] = proj
-        print(f"{name} {kind:14s}: variance in 2-D {np.sum(S[:2] ** 2) / np.sum(S ** 2):4.0%}, "
+        print(f"{name} {kind:14s}: variance in 2-D {np.sum(variances[:2]) / np.sum(variances):4.0%}, "
               f"nearest point in the 2-D picture has the same class for "
               f"{neighbour_agreement_2d(proj, ds.labels):.1%}")
 
