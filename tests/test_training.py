@@ -322,6 +322,16 @@ def test_summary_defaults_to_trains_width_and_extract_help_states_the_dimension(
     assert "128-d at the default width 0.25" in text and "512-d at --width 1" in text
 
 
+def test_counts_read_as_english():
+    from nnscratch.utils.words import count
+
+    assert [count(1, "epoch"), count(7, "epoch"), count(6, "batch", "batches")] == [
+        "1 epoch",
+        "7 epochs",  # not "7 epoches"
+        "6 batches",
+    ]
+
+
 def test_train_messages_name_every_file_written_and_count_in_the_singular(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY_FLAGS, "--epochs", "1", "--out", str(out)]) == 0

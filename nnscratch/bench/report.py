@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nnscratch.bench.nnscratch_runner import CATEGORIES
+from nnscratch.utils.words import count
 
 
 def format_table(result: dict) -> str:
@@ -17,9 +18,9 @@ def format_table(result: dict) -> str:
     lines = [
         f"nnscratch bench: {c['model']}{stem}, width {c['width']:g}, batch {c['batch_size']}, "
         f"{c['in_channels']}x{c['image_size']}x{c['image_size']}, {c['dtype']}, "
-        f"{_count(c['threads'], 'thread')}, median of {_count(c['steps'], 'step')} "
+        f"{count(c['threads'], 'thread')}, median of {count(c['steps'], 'step')} "
         f"after {c['warmup']} warm-up",
-        f"cpu: {result['environment']['cpu']} ({_count(result['environment']['cores'], 'core')})",
+        f"cpu: {result['environment']['cpu']} ({count(result['environment']['cores'], 'core')})",
     ]
     nn, torch, ratio = result["nnscratch"], result.get("torch"), result.get("ratio", {})
 
@@ -105,10 +106,5 @@ def format_table(result: dict) -> str:
         "the batch's convolutions with single-threaded BLAS"
     )
     if layer is not None:
-        lines.append(f"numba: {_count(nn['setup']['numba_threads'], 'thread')}, layer {layer}")
+        lines.append(f"numba: {count(nn['setup']['numba_threads'], 'thread')}, layer {layer}")
     return "\n".join(lines)
-
-
-def _count(n: int, noun: str) -> str:
-    """``n`` and the noun, plural unless n is 1: "1 thread", "2 threads"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -42,6 +42,7 @@ from nnscratch.training.run_dir import (
 )
 from nnscratch.training.step import train_step
 from nnscratch.utils.atomic import atomic_write
+from nnscratch.utils.words import count
 
 # Everything a finished run leaves in its directory (summary.json lists them all).
 RUN_OUTPUTS = (
@@ -154,7 +155,7 @@ class _Run:
             f"{config.model} ({self.model.num_parameters():,} parameters) on {config.dataset}: "
             f"{len(splits.train)} train / {len(splits.val) if splits.val else 0} val / "
             f"{len(splits.test)} test images {'x'.join(map(str, self.image_shape))}, "
-            f"{_count(config.epochs, 'epoch')} of {_count(len(self.loader), 'batch')} "
+            f"{count(config.epochs, 'epoch')} of {count(len(self.loader), 'batch', 'batches')} "
             f"of {config.batch_size}"
         )
 
@@ -344,11 +345,6 @@ def _record_epoch(
     _save(run.out / "last.npz", state)
     if improved:
         _save(run.out / "best.npz", state)
-
-
-def _count(n: int, noun: str) -> str:
-    """``n`` and the noun, plural unless n is 1: "1 epoch", "4 epochs", "6 batches"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('ch') else 's'}"
 
 
 def _fresh_progress(epoch: int) -> dict[str, Any]:
