@@ -422,6 +422,10 @@ fig
 #
 # ## Exercises
 #
+# Checked in section 1: the one-layer gain (`exercises.check("one_layer_gain", answer)`, a number,
+# checked with a tolerance) and `he_std` (compared with the library on conv and linear shapes,
+# both modes). The rest are open questions; the notebook's cells are the tools.
+#
 # 1. Add the `"no_bn_xavier"` regime. Predict the plain ResNet-20's ratio from the Xavier gain
 #    (`√(1/2)` per layer) before running it.
 # 2. Run `experiments.gradient_flow("resnet56", residual=False, batch_norm=False, init="he")` with

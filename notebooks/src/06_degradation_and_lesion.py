@@ -229,6 +229,9 @@ print("blocks where the residual net keeps less than 10 points more than the pla
 #
 # ## Exercises
 #
+# No checked exercise here (the pieces of this lesson are checked in notebooks 01–05); these are
+# experiments to run with the cells above.
+#
 # 1. Run the degradation experiment without batch norm (`batch_norm=False, init="torch"`): which
 #    net fails now, and is that degradation or vanishing gradients (notebook 04)?
 # 2. Add depth 32 (`DEPTHS = (20, 32, 56)`). Does the plain nets' training error rise steadily

@@ -374,6 +374,9 @@ fig
 #
 # ## Exercises
 #
+# Checked in section 4: `pca_2d` (your SVD projection, compared with the library's column by
+# column up to sign). The rest are open questions.
+#
 # 1. Use Euclidean distance instead of cosine similarity for the nearest neighbours. Does it
 #    matter? (Look at the spread of the embedding lengths printed in section 4.)
 # 2. Redo the PCA picture for the random backbone's embeddings.
