@@ -335,3 +335,9 @@ def test_site_builds_in_strict_mode(tmp_path) -> None:
         if spec is not None and spec.origin is not None:
             page = site / "reference" / "api" / package / "index.html"
             assert page.is_file(), f"no API page for nnscratch.{package}"
+    # The math is typeset at build time (MathML): no formula left as TeX, no script from the web.
+    pages = {p: p.read_text(encoding="utf-8") for p in site.rglob("*.html")}
+    assert "<math" in pages[site / "concepts" / "batch-norm" / "index.html"]
+    for page, text in pages.items():
+        assert 'class="arithmatex"' not in text, f"{page}: a formula left as TeX"
+        assert not re.search(r'<script[^>]+src="(https?:)?//', text), f"{page}: a script from the web"
