@@ -351,3 +351,39 @@ def test_train_says_where_a_data_set_was_read_from(tmp_path, capsys):
     argv += ["--data-dir", str(tmp_path / "images"), "--out", str(tmp_path / "run")]
     assert main(argv) == 0
     assert f"data read from {tmp_path / 'images'}\n" in capsys.readouterr().out
+
+
+def test_a_dataset_recipe_fills_only_the_options_not_given(capsys):
+    from nnscratch.cli import build_parser
+    from nnscratch.cli.train import config_from_args
+
+    parse = build_parser().parse_args
+    config = config_from_args(parse(["train", "--dataset", "fashion_mnist", "--epochs", "2"]))
+    assert (config.epochs, config.label_smoothing, config.crop, config.test_flip) == (
+        2,
+        0.1,
+        2,
+        True,
+    )
+    assert (
+        "fashion_mnist recipe: --label-smoothing 0.1 --crop 2 --test-flip"
+        in capsys.readouterr().out
+    )
+    plain = config_from_args(parse(["train"]))  # the synthetic set has no recipe
+    assert (plain.epochs, plain.label_smoothing, plain.test_flip) == (4, 0.0, False)
+
+
+def test_test_flip_averages_the_logits_of_each_image_and_its_mirror(rng):
+    from nnscratch import data, models
+    from nnscratch.training import evaluate
+
+    model = models.create("resnet20", num_classes=3, width=0.25, seed=0).eval()
+    images = rng.integers(0, 256, (10, 3, 8, 8)).astype(np.uint8)
+    dataset = data.ArrayDataset(images, rng.integers(0, 3, 10), ["a", "b", "c"])
+    transform = data.Pipeline.from_options([0.5] * 3, [0.25] * 3)
+    x = transform(images, np.random.default_rng(0))  # no random step: normalisation only
+    logits = (model(x) + model(np.ascontiguousarray(x[..., ::-1]))) / 2
+    result = evaluate(model, dataset, transform, batch_size=4, flip=True)
+    np.testing.assert_array_equal(result.predictions, logits.argmax(axis=1))
+    assert result.loss == pytest.approx(CrossEntropyLoss()(logits, dataset.labels), rel=1e-5)
+    assert not np.array_equal(logits, model(x))  # the mirror image changes the logits

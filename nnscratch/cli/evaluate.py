@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     checkpoint, config, model, transform, dataset = load_trained_run(args)
-    result = evaluate(model, dataset, transform, args.batch_size)
+    result = evaluate(model, dataset, transform, args.batch_size, flip=config.test_flip)
     classes = checkpoint["classes"]
     counts = confusion_matrix(result.labels, result.predictions, len(classes))
     per_class = dict(zip(classes, map(float, per_class_accuracy(counts))))

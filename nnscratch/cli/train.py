@@ -7,7 +7,7 @@ import argparse
 from nnscratch import data, models
 from nnscratch.nn.init import CONV_INITS
 from nnscratch.training import TrainConfig, train
-from nnscratch.training.config import OPTIMIZERS, SCHEDULES
+from nnscratch.training.config import DATASET_RECIPES, OPTIMIZERS, SCHEDULES
 
 EXAMPLES = """examples:
   nnscratch train                                   # ResNet-18 on the built-in synthetic set
@@ -138,6 +138,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     g.add_argument("--jitter", type=float, help="colour jitter amount, 0 = off (default 0)")
+    g.add_argument(
+        "--test-flip",
+        action="store_true",
+        help="test on the mean logits of each image and its mirror image (test-time flip)",
+    )
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, help=f"seed of everything random (default {d.seed})")
     g.add_argument(
@@ -180,11 +185,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(
             f"unknown model {fields['model']!r}; choose one of {', '.join(models.names())}"
         )
-    if fields.get("dataset", TrainConfig.dataset) not in data.names():
-        raise ValueError(
-            f"unknown dataset {fields['dataset']!r}; choose one of {', '.join(data.names())}"
+    dataset = fields.get("dataset", TrainConfig.dataset)
+    if dataset not in data.names():
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(data.names())}")
+    recipe = {k: v for k, v in DATASET_RECIPES.get(dataset, {}).items() if k not in fields}
+    if recipe:
+        settings = " ".join(
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in recipe.items()
         )
-    return TrainConfig(**fields)
+        print(f"{dataset} recipe: {settings} (give an option to override it)")
+    return TrainConfig(**{**recipe, **fields})
 
 
 def run(args: argparse.Namespace) -> int:

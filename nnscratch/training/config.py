@@ -12,6 +12,10 @@ from nnscratch.nn.init import CONV_INITS
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "step", "multistep", "constant")
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3}
+# What `nnscratch train --dataset NAME` uses for the options not given (measured; README).
+DATASET_RECIPES = {
+    "fashion_mnist": {"epochs": 9, "label_smoothing": 0.1, "crop": 2, "test_flip": True},
+}
 
 
 @dataclass
@@ -55,6 +59,7 @@ class TrainConfig:
     crop: int = 4
     flip: bool = True
     jitter: float = 0.0
+    test_flip: bool = False  # test on the mean logits of each image and its mirror image
     # run
     seed: int = 0
     out_dir: str | None = None  # None: a new runs/train-<date>-<time>

@@ -27,9 +27,18 @@ def _batches(dataset: data.ArrayDataset, transform, batch_size: int) -> data.Bat
 
 
 def evaluate(
-    model: ImageClassifier, dataset: data.ArrayDataset, transform, batch_size: int = 256
+    model: ImageClassifier,
+    dataset: data.ArrayDataset,
+    transform,
+    batch_size: int = 256,
+    *,
+    flip: bool = False,
 ) -> Evaluation:
-    """Run ``model`` in eval mode without caches over ``dataset``; restores the mode after."""
+    """Run ``model`` in eval mode without caches over ``dataset``; restores the mode after.
+
+    ``flip=True`` is test-time augmentation: the logits are the mean of the image's and
+    its mirror image's (left-right), for data whose training used random flips.
+    """
     criterion = CrossEntropyLoss()
     was_training = model.training
     model.eval()
@@ -38,6 +47,8 @@ def evaluate(
         with no_grad():
             for x, y in _batches(dataset, transform, batch_size):
                 logits = model(x)
+                if flip:
+                    logits = (logits + model(np.ascontiguousarray(x[..., ::-1]))) / 2
                 total_loss += criterion(logits, y) * len(y)
                 predictions.append(logits.argmax(axis=1))
     finally:

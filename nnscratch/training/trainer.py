@@ -374,7 +374,7 @@ def _finish(run: _Run, log: Callable[[str], None]) -> dict[str, Any]:
     """Test the best validation model; write plots and ``summary.json``."""
     out, splits, history = run.out, run.splits, run.metrics.rows
     run.model.load_state_dict(load_checkpoint(out / "best.npz")["model"])
-    test = evaluate(run.model, splits.test, run.eval_transform)
+    test = evaluate(run.model, splits.test, run.eval_transform, flip=run.config.test_flip)
     run.stop_if_requested("before the final test", log)
     counts = confusion_matrix(test.labels, test.predictions, len(splits.classes))
     per_class = per_class_accuracy(counts)
