@@ -13,6 +13,22 @@ import nnscratch.functional.fast as fast
 TINY_FLAGS = "--model resnet20 --width 0.25 --n-train 240 --n-test 40 --batch-size 32 --seed 3 --no-progress".split()
 
 
+# Convolutions to test on, (N, C_in, H, W, C_out, kernel, stride, padding): batch 1, odd and
+# non-square sizes and kernels, stride 1 and 2, padding 0/1/3, kernels 1/3/7 (1x1 with stride 1
+# is the fast tier's pointwise path), C_in != C_out, and one of a realistic size.
+CONV_SWEEP = [
+    (1, 3, 7, 5, 4, 3, 1, 1),
+    (2, 3, 7, 5, 5, (3, 2), 2, 1),
+    (1, 2, 9, 9, 3, 7, 2, 3),
+    (3, 4, 6, 6, 2, 1, 1, 0),
+    (2, 4, 8, 8, 6, 1, 2, 0),
+    (2, 1, 11, 6, 2, (1, 5), (2, 1), (0, 2)),
+    (1, 5, 4, 4, 3, 3, 1, 3),
+    (2, 2, 5, 7, 3, 7, 1, 3),
+    (4, 8, 16, 16, 8, 3, 1, 1),
+]
+
+
 def readonly(a: np.ndarray) -> np.ndarray:
     """A read-only copy: any in-place write into it by a backward raises ValueError."""
     a = np.array(a)

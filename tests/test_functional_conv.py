@@ -4,22 +4,9 @@ from functools import partial
 
 import numpy as np
 import pytest
-from conftest import readonly
+from conftest import CONV_SWEEP, readonly
 
 from nnscratch.gradcheck import check_op
-
-# (N, C_in, H, W, C_out, kernel, stride, padding): batch 1, odd and non-square sizes,
-# non-square kernels, stride 1 and 2, padding 0/1/3, kernels 1/3/7, C_in != C_out.
-SWEEP = [
-    (1, 3, 7, 5, 4, 3, 1, 1),
-    (2, 3, 7, 5, 5, (3, 2), 2, 1),
-    (1, 2, 9, 9, 3, 7, 2, 3),
-    (3, 4, 6, 6, 2, 1, 1, 0),
-    (2, 4, 8, 8, 6, 1, 2, 0),
-    (2, 1, 11, 6, 2, (1, 5), (2, 1), (0, 2)),
-    (1, 5, 4, 4, 3, 3, 1, 3),
-    (2, 2, 5, 7, 3, 7, 1, 3),
-]
 
 
 def make(case, rng, dtype):
@@ -31,7 +18,7 @@ def make(case, rng, dtype):
     return x, w, b, {"stride": stride, "padding": padding}
 
 
-@pytest.mark.parametrize("case", SWEEP)
+@pytest.mark.parametrize("case", CONV_SWEEP)
 def test_fast_matches_naive_float64(F, case, rng):
     x, w, b, kw = make(case, rng, np.float64)
     y, cache = F.conv2d_forward(x, w, b, **kw)
@@ -42,7 +29,7 @@ def test_fast_matches_naive_float64(F, case, rng):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("case", SWEEP)
+@pytest.mark.parametrize("case", CONV_SWEEP)
 def test_float32_stays_float32_and_agrees(F, case, rng):
     x, w, b, kw = make(case, rng, np.float32)
     y, cache = F.conv2d_forward(x, w, b, **kw)
@@ -57,7 +44,7 @@ def test_float32_stays_float32_and_agrees(F, case, rng):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("case", SWEEP[:6])
+@pytest.mark.parametrize("case", CONV_SWEEP[:6])
 def test_gradcheck(F, case, rng):
     x, w, b, kw = make(case, rng, np.float64)
     errors = check_op(partial(F.conv2d_forward, **kw), F.conv2d_backward, {"x": x, "w": w, "b": b})
@@ -66,7 +53,7 @@ def test_gradcheck(F, case, rng):
 
 
 def test_without_bias(F, rng):
-    x, w, _, kw = make(SWEEP[1], rng, np.float64)
+    x, w, _, kw = make(CONV_SWEEP[1], rng, np.float64)
     y, cache = F.conv2d_forward(x, w, **kw)
     *_, db = F.conv2d_backward(rng.standard_normal(y.shape), cache)
     assert db is None
@@ -74,7 +61,7 @@ def test_without_bias(F, rng):
 
 
 def test_non_contiguous_input(F, rng):
-    x, w, b, kw = make(SWEEP[0], rng, np.float64)
+    x, w, b, kw = make(CONV_SWEEP[0], rng, np.float64)
     x_t = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)  # same values
     assert not x_t.flags.c_contiguous
     np.testing.assert_array_equal(
@@ -84,7 +71,7 @@ def test_non_contiguous_input(F, rng):
 
 def test_im2col_col2im_are_adjoint(F, rng):
     """<im2col(x), c> == <x, col2im(c)>: col2im is exactly the transpose of im2col."""
-    x, w, _, kw = make(SWEEP[2], rng, np.float64)
+    x, w, _, kw = make(CONV_SWEEP[2], rng, np.float64)
     _, cache = F.conv2d_forward(x, w, **kw)
     cols = F.im2col(x, cache.geom)
     c = rng.standard_normal(cols.shape)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import readonly
+from conftest import CONV_SWEEP, readonly
 
 import nnscratch
 import nnscratch.functional as readable
@@ -41,19 +41,6 @@ def assert_same_results(forward, backward, inputs, kwargs, dtype, rng):
     for k, (a, b) in enumerate(zip(results[fast], results[readable], strict=True)):
         if isinstance(a, np.ndarray):
             assert_close(a, b, dtype, f"{forward} output {k}")
-
-
-# (N, C_in, H, W, C_out, kernel, stride, padding): batch 1, odd and non-square sizes and
-# kernels, stride 2, padding 0/1/3, 1x1 (the pointwise path), C_in != C_out.
-CONV_SWEEP = [
-    (1, 3, 7, 5, 4, 3, 1, 1),
-    (2, 3, 7, 5, 5, (3, 2), 2, 1),
-    (1, 2, 9, 9, 3, 7, 2, 3),
-    (3, 4, 6, 6, 2, 1, 1, 0),
-    (2, 4, 8, 8, 6, 1, 2, 0),
-    (2, 1, 11, 6, 2, (1, 5), (2, 1), (0, 2)),
-    (4, 8, 16, 16, 8, 3, 1, 1),
-]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
