@@ -87,9 +87,9 @@ def save(model_or_state: Any, path: str | os.PathLike) -> None:
     a value that is not a rectangular array; both name the key.
     """
     arrays = _state_arrays(model_or_state, "biufcU", "save()")  # U: text (class names)
-    reserved = _SAVEZ_ARGUMENT_NAMES & set(arrays)
+    reserved = sorted(_SAVEZ_ARGUMENT_NAMES & set(arrays))
     if reserved:
-        raise ValueError(f"state dict key {reserved.pop()!r} is reserved by np.savez; rename it")
+        raise ValueError(f"state dict key {reserved[0]!r} is reserved by np.savez; rename it")
     with atomic_write(path, "wb") as f:
         # A file object (not a name) so that numpy cannot append ".npz" to the temp name.
         np.savez(f, allow_pickle=False, **arrays)

@@ -340,4 +340,6 @@ def test_site_builds_in_strict_mode(tmp_path) -> None:
     assert "<math" in pages[site / "concepts" / "batch-norm" / "index.html"]
     for page, text in pages.items():
         assert 'class="arithmatex"' not in text, f"{page}: a formula left as TeX"
-        assert not re.search(r'<script[^>]+src="(https?:)?//', text), f"{page}: a script from the web"
+        assert not re.search(r'<script[^>]+src="(https?:)?//', text), (
+            f"{page}: a script from the web"
+        )
