@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
     if out.exists():
         raise FileExistsError(f"{out} exists; nnscratch export does not overwrite files")
     source = checkpoint_in(args.source)
-    state = load_weights(source)
+    checkpoint = load_checkpoint(source) if is_checkpoint(source) else None  # read once
+    state = checkpoint["model"] if checkpoint else load_weights(source)
     FORMATS[out.suffix](state, out)
     print(f"wrote {out}: {len(state)} tensors from {source}")
-    if source.suffix == ".npz" and is_checkpoint(source):
-        print(how_to_build(TrainConfig.from_dict(load_checkpoint(source)["config"]), state))
+    if checkpoint:
+        print(how_to_build(TrainConfig.from_dict(checkpoint["config"]), state))
     return 0
 
 
