@@ -3,7 +3,10 @@
 - :func:`gradient_flow` / :func:`regimes`: per-layer gradient norms at initialisation,
   with and without batch norm, for several initialisations (the three regimes);
 - :func:`degradation`: deeper plain nets train worse, residual ones do not;
-- :func:`lesion` / :func:`lesion_study`: delete one block at test time.
+- :func:`lesion` / :func:`lesion_study`: delete one block at test time;
+- :func:`shattered_gradients` / :func:`shattered_study`: the input gradient along a line
+  of inputs decorrelates (white noise) in deep plain nets, not in residual ones, measured
+  by :func:`autocorrelation` and :func:`gradient_correlation`.
 
 :func:`build_model` builds the twins and :func:`with_activation` swaps every ReLU of a
 built model for tanh or sigmoid (:mod:`.networks`); :func:`load_splits` and
@@ -25,6 +28,13 @@ from nnscratch.experiments.gradflow import (
 from nnscratch.experiments.lesion import BranchRemoved, lesion, lesion_study
 from nnscratch.experiments.networks import ACTIVATIONS, build_model, with_activation
 from nnscratch.experiments.results import save_csv, save_json, to_jsonable
+from nnscratch.experiments.shattered import (
+    autocorrelation,
+    format_shattered_table,
+    gradient_correlation,
+    shattered_gradients,
+    shattered_study,
+)
 from nnscratch.experiments.short_training import train_steps
 
 __all__ = [
@@ -33,10 +43,13 @@ __all__ = [
     "DEFAULT_REGIMES",
     "REGIMES",
     "BranchRemoved",
+    "autocorrelation",
     "build_model",
     "degradation",
     "fixed_batch",
+    "format_shattered_table",
     "format_table",
+    "gradient_correlation",
     "gradient_flow",
     "lesion",
     "lesion_study",
@@ -44,6 +57,8 @@ __all__ = [
     "regimes",
     "save_csv",
     "save_json",
+    "shattered_gradients",
+    "shattered_study",
     "to_jsonable",
     "train_steps",
     "with_activation",
