@@ -7,6 +7,7 @@ from nnscratch.plot.experiments import (
     lesion_figure,
     ratio_figure,
 )
+from nnscratch.plot.shattered import shattered_figure
 from nnscratch.plot.training import confusion_figure, history_figure
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "ledger_figure",
     "lesion_figure",
     "ratio_figure",
+    "shattered_figure",
 ]
