@@ -26,6 +26,7 @@ COMMANDS = (
     "gradflow",
     "degradation",
     "lesion",
+    "shattered",
 )
 
 # Exceptions that mean "the input (or the machine) cannot do this", reported as one line:
