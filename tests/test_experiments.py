@@ -32,7 +32,7 @@ def test_with_activation_replaces_every_relu_and_gradchecks():
 
     rng = np.random.default_rng(0)
     block = experiments.with_activation(BasicBlock(2, 2, rng=rng), "sigmoid").to(np.float64)
-    assert isinstance(block.relu_after_add, Sigmoid)  # the block calls the swapped module
+    assert isinstance(block.after_add, Sigmoid)  # the block calls the swapped module
     assert max(check_module(block, rng.standard_normal((2, 2, 4, 3))).values()) < 1e-6
     with pytest.raises(ValueError, match="unknown activation"):
         experiments.with_activation(model, "gelu")

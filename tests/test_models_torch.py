@@ -31,6 +31,10 @@ def twins(model):
         lambda: models.resnet20(width=0.5, seed=0),
         lambda: models.resnet50(stem="cifar", width=1 / 16, num_classes=3, seed=0),
         lambda: models.resnet20(width=0.5, residual=False, seed=0),
+        lambda: models.preact_resnet20(width=0.5, seed=0),
+        lambda: models.preact_resnet18(stem="imagenet", num_classes=5, width=0.125, seed=0),
+        lambda: models.preact_resnet50(stem="cifar", width=1 / 16, num_classes=3, seed=0),
+        lambda: models.preact_resnet20(width=0.5, residual=False, batch_norm=False, seed=0),
     ],
 )
 def test_same_logits_gradients_and_running_stats(make, rng):

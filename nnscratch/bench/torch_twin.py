@@ -26,9 +26,11 @@ def _spec(m) -> dict:
     if isinstance(m, nn.ResidualBlock):
         return {
             "type": "Residual",
+            "shared": [_spec(layer) for layer in m.shared_path()],
             "main": [_spec(layer) for layer in m.main_path()],
             "shortcut": _spec(m.downsample) if m.residual and m.downsample is not None else None,
             "residual": m.residual,
+            "after_add": _spec(m.after_add),
         }
     if isinstance(m, nn.Conv2d):
         return {
@@ -81,19 +83,20 @@ def torch_module(spec: dict):
 
     Mirrors torchvision's ResNet: ReLU(inplace=True), and ``out += identity`` in blocks.
     """
-    import torch
     from torch import nn as tnn
 
     class Residual(tnn.Module):
-        def __init__(self, main, shortcut, residual: bool):
+        def __init__(self, shared, main, shortcut, residual: bool, after_add):
             super().__init__()
-            self.main, self.shortcut, self.residual = main, shortcut, residual
+            self.shared, self.main, self.shortcut = shared, main, shortcut
+            self.residual, self.after_add = residual, after_add
 
         def forward(self, x):
-            out = self.main(x)
+            h = self.shared(x)
+            out = self.main(h)
             if self.residual:
-                out += x if self.shortcut is None else self.shortcut(x)
-            return torch.relu_(out)
+                out += h if self.shortcut is None else self.shortcut(h)
+            return self.after_add(out)
 
     class ZeroPadShortcut(tnn.Module):
         def __init__(self, in_channels: int, out_channels: int, stride: int):
@@ -110,7 +113,13 @@ def torch_module(spec: dict):
             return tnn.Sequential(*[build(c) for c in s["children"]])
         if t == "Residual":
             shortcut = build(s["shortcut"]) if s["shortcut"] is not None else None
-            return Residual(tnn.Sequential(*[build(c) for c in s["main"]]), shortcut, s["residual"])
+            return Residual(
+                tnn.Sequential(*[build(c) for c in s["shared"]]),
+                tnn.Sequential(*[build(c) for c in s["main"]]),
+                shortcut,
+                s["residual"],
+                build(s["after_add"]),
+            )
         if t == "Conv2d":
             return tnn.Conv2d(
                 s["in_channels"],

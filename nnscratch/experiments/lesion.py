@@ -8,14 +8,17 @@ network (VGG) destroys it: a ResNet's paths do not depend strongly on one anothe
 Deleting block b means computing what b computes with its main branch removed:
 
     residual block, same shape:     y = act(x)               (= x after a ReLU net's ReLU)
-    residual block, shape changes:  y = act(shortcut(x))     (the shortcut alone)
+    residual block, shape changes:  y = act(shortcut(x))     (the shortcut alone, after the
+                                                              BN-ReLU a pre-activation block
+                                                              shares with it)
     plain block, same shape:        y = act(x)               (the identity)
     plain block, shape changes:     y = act(zero_pad(x))     (option-A map: x[:, :, ::s, ::s]
                                                               plus zero channels, which the
                                                               plain net never had)
 
-``act`` is the block's output activation; block inputs are outputs of that same
-activation, so for ReLU (idempotent) every same-shape lesion is exactly the identity.
+``act`` is the block's output activation (none in a pre-activation block); block inputs
+are outputs of that same activation, so for ReLU (idempotent) every same-shape lesion is
+exactly the identity.
 Batch-norm statistics stay those of the intact network, as at test time.
 """
 
@@ -41,11 +44,12 @@ from nnscratch.training.evaluation import evaluate
 
 
 class BranchRemoved(Module):
-    """Stands in for ``block`` without its main branch: y = act(shortcut(x)).
+    """Stands in for ``block`` without its main branch: y = after_add(shortcut(shared(x))).
 
-    The shortcut is the block's own (identity or ``downsample``); a plain block gets the
-    identity, or the parameter-free zero-padding map when it changes shape. ``method``
-    says which: ``"identity"``, ``"shortcut"`` or ``"zero_pad"``.
+    The shortcut is the block's own (identity or ``downsample``, after the BN-ReLU that a
+    pre-activation block shares with it); a plain block gets the identity, or the
+    parameter-free zero-padding map when it changes shape. ``method`` says which:
+    ``"identity"``, ``"shortcut"`` or ``"zero_pad"``.
     """
 
     def __init__(self, block: ResidualBlock):
@@ -53,7 +57,8 @@ class BranchRemoved(Module):
         convs = [m for m in block.main_path() if isinstance(m, Conv2d)]
         in_channels, out_channels = convs[0].in_channels, convs[-1].out_channels
         stride = int(np.prod([c.stride[0] for c in convs]))
-        self.activation = block.relu_after_add
+        self.after_add = block.after_add
+        self.shared = block.shared_path() if block.residual else []
         if in_channels == out_channels and stride == 1:
             self.method, self.shortcut = "identity", None
         elif block.residual:
@@ -63,7 +68,9 @@ class BranchRemoved(Module):
             self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return self.activation(x if self.shortcut is None else self.shortcut(x))
+        for layer in self.shared:
+            x = layer(x)
+        return self.after_add(x if self.shortcut is None else self.shortcut(x))
 
 
 def lesion(

@@ -10,8 +10,10 @@ import numpy as np
 from nnscratch import models
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.activation import ReLU
+from nnscratch.nn.basic_block import BasicBlock
 from nnscratch.nn.init import CONV_INITS
 from nnscratch.nn.module import Module
+from nnscratch.nn.preact_basic_block import PreActBasicBlock
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh
 
 ACTIVATIONS: dict[str, type[Module]] = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}
@@ -54,8 +56,9 @@ def build_model(
 ) -> ImageClassifier:
     """A model by name with the experiment's switches; the same seed gives twin weights.
 
-    ``name`` is any of :func:`nnscratch.models.names` or ``"resnet<6n+2>"`` for a CIFAR
-    ResNet of another depth (``"resnet8"``, ``"resnet14"``, ...). ResNet-18..152 get
+    ``name`` is any of :func:`nnscratch.models.names`, or ``"resnet<6n+2>"`` /
+    ``"preact_resnet<6n+2>"`` for a CIFAR ResNet of another depth (``"resnet8"``,
+    ``"preact_resnet14"``, ...). ResNet-18..152 and PreAct ResNet-18..50 get
     ``stem`` (default the 3x3 CIFAR stem). The plain twin (``residual=False``) of a CIFAR
     ResNet draws the very same weights, since option-A shortcuts have no parameters.
     """
@@ -77,22 +80,29 @@ def build_model(
             kwargs["stem"] = stem
         model = models.create(name, **kwargs)
     else:
-        model = models.CifarResNet(int(name[len("resnet") :]), **kwargs)
+        family, depth = cifar_depth(name)
+        block = PreActBasicBlock if family == "preact_resnet" else BasicBlock
+        model = models.CifarResNet(depth, block=block, **kwargs)
     if activation != "relu":
         with_activation(model, activation)
     return model.to(np.dtype(dtype))
 
 
+def cifar_depth(name: str) -> tuple[str, int] | None:
+    """``("resnet", 14)`` for ``"resnet14"``, ``("preact_resnet", 8)`` for ``"preact_resnet8"``;
+    None unless the name is a CIFAR family and a depth 6n + 2 (n >= 1)."""
+    match = re.fullmatch(r"(resnet|preact_resnet)(\d+)", name)
+    if match is None or int(match.group(2)) < 8 or (int(match.group(2)) - 2) % 6:
+        return None
+    return match.group(1), int(match.group(2))
+
+
 def check_model_name(name: str) -> None:
     """Raise ValueError unless :func:`build_model` knows ``name``."""
-    match = re.fullmatch(r"resnet(\d+)", name)
-    cifar_depth = (
-        match is not None and int(match.group(1)) >= 8 and (int(match.group(1)) - 2) % 6 == 0
-    )
-    if name not in models.names() and not cifar_depth:
+    if name not in models.names() and cifar_depth(name) is None:
         raise ValueError(
             f"unknown model {name!r}; choose one of {', '.join(models.names())} "
-            "or resnet<6n+2> for a CIFAR ResNet of another depth"
+            "or resnet<6n+2> / preact_resnet<6n+2> for a CIFAR ResNet of another depth"
         )
 
 

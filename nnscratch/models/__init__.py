@@ -1,4 +1,5 @@
-"""The ResNet family (torchvision layout and names) and He et al.'s CIFAR ResNets.
+"""The ResNet family (torchvision layout and names), He et al.'s CIFAR ResNets, and the
+pre-activation variants of both (``preact_resnet18``, ``preact_resnet20`` ...).
 
 ``create(name, **kwargs)`` builds a model by name; ``names()`` lists them.
 """
@@ -9,6 +10,12 @@ from collections.abc import Callable
 
 from nnscratch.models.cifar_resnet import (
     CifarResNet,
+    preact_resnet20,
+    preact_resnet32,
+    preact_resnet44,
+    preact_resnet56,
+    preact_resnet110,
+    preact_resnet164,
     resnet20,
     resnet32,
     resnet44,
@@ -16,7 +23,17 @@ from nnscratch.models.cifar_resnet import (
     resnet110,
 )
 from nnscratch.models.classifier import ImageClassifier
-from nnscratch.models.resnet import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
+from nnscratch.models.resnet import (
+    ResNet,
+    preact_resnet18,
+    preact_resnet34,
+    preact_resnet50,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+)
 
 _REGISTRY: dict[str, Callable[..., ImageClassifier]] = {
     f.__name__: f
@@ -31,6 +48,15 @@ _REGISTRY: dict[str, Callable[..., ImageClassifier]] = {
         resnet44,
         resnet56,
         resnet110,
+        preact_resnet18,
+        preact_resnet34,
+        preact_resnet50,
+        preact_resnet20,
+        preact_resnet32,
+        preact_resnet44,
+        preact_resnet56,
+        preact_resnet110,
+        preact_resnet164,
     )
 }
 
@@ -42,7 +68,16 @@ def names() -> list[str]:
 
 def supports_stem(name: str) -> bool:
     """True for the torchvision-style ResNets, which take ``stem="imagenet"|"cifar"``."""
-    return name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+    return _REGISTRY.get(name) in (
+        resnet18,
+        resnet34,
+        resnet50,
+        resnet101,
+        resnet152,
+        preact_resnet18,
+        preact_resnet34,
+        preact_resnet50,
+    )
 
 
 def create(name: str, **kwargs) -> ImageClassifier:
@@ -60,6 +95,15 @@ __all__ = [
     "ResNet",
     "create",
     "names",
+    "preact_resnet18",
+    "preact_resnet20",
+    "preact_resnet32",
+    "preact_resnet34",
+    "preact_resnet44",
+    "preact_resnet50",
+    "preact_resnet56",
+    "preact_resnet110",
+    "preact_resnet164",
     "resnet18",
     "resnet20",
     "resnet32",

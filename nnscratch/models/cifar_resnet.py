@@ -1,10 +1,17 @@
-"""He et al.'s CIFAR ResNets (Section 4.2): depth 6n + 2, three stages of n BasicBlocks.
+"""He et al.'s CIFAR ResNets (2015, Section 4.2): depth 6n + 2, three stages of n BasicBlocks.
 
     conv1 (3x3, 16) -> bn1 -> relu -> layer1 (16) -> layer2 (32, /2) -> layer3 (64, /2)
     -> avgpool -> flatten -> fc
 
 Shortcuts that change shape are "option A" (stride-2 subsampling plus zero channels),
 so the residual and plain nets have the same parameter count.
+
+The pre-activation family (He et al. 2016) puts BN-ReLU before each convolution:
+
+    conv1 -> layer1 .. layer3 -> final_bn -> final_relu -> avgpool -> flatten -> fc
+
+PreAct ResNet-20 .. 110 use PreActBasicBlocks (depth 6n + 2); PreAct ResNet-164 uses
+PreActBottlenecks (depth 9n + 2, stage outputs 64/128/256) with projection shortcuts.
 """
 
 from __future__ import annotations
@@ -21,11 +28,15 @@ from nnscratch.nn.flatten import Flatten
 from nnscratch.nn.linear import Linear
 from nnscratch.nn.module import Module
 from nnscratch.nn.pooling import AdaptiveAvgPool2d
+from nnscratch.nn.preact_basic_block import PreActBasicBlock
+from nnscratch.nn.preact_bottleneck import PreActBottleneck
+from nnscratch.nn.residual import ResidualBlock
 
 
 class CifarResNet(ImageClassifier):
-    """A 6n+2-layer CIFAR ResNet: x (N, in_channels, H, W) -> logits (N, num_classes).
+    """A CIFAR ResNet of ``depth`` layers: x (N, in_channels, H, W) -> logits (N, num_classes).
 
+    ``depth`` is 6n + 2 for two-layer blocks, 9n + 2 for bottlenecks (``block``).
     ``width`` multiplies the stage widths 16/32/64; ``residual``, ``batch_norm``,
     ``zero_init_residual``, ``init_scheme`` and ``shortcut`` as for :class:`ResNet`.
     """
@@ -34,6 +45,7 @@ class CifarResNet(ImageClassifier):
         self,
         depth: int,
         *,
+        block: type[ResidualBlock] = BasicBlock,
         num_classes: int = 10,
         in_channels: int = 3,
         width: float = 1.0,
@@ -45,23 +57,32 @@ class CifarResNet(ImageClassifier):
         seed: int | None = None,
     ):
         super().__init__()
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1, got {depth}")
+        layers_per_block = 3 if block.expansion == 4 else 2
+        if depth < 3 * layers_per_block + 2 or (depth - 2) % (3 * layers_per_block):
+            raise ValueError(
+                f"{block.__name__} CIFAR ResNet depth must be {3 * layers_per_block}n + 2 "
+                f"with n >= 1, got {depth}"
+            )
         check_model_arguments(num_classes, in_channels, width)
-        n = (depth - 2) // 6
+        n = (depth - 2) // (3 * layers_per_block)
         rng = np.random.default_rng(seed)
         widths = [max(1, round(c * width)) for c in (16, 32, 64)]
         self.depth = depth
+        self.pre_activation = block.pre_activation
         self.conv1 = Conv2d(in_channels, widths[0], 3, 1, 1, bias=not batch_norm, rng=rng)
-        self.bn1 = BatchNorm2d(widths[0]) if batch_norm else Identity()
-        self.relu = ReLU()
+        if not self.pre_activation:
+            self.bn1 = BatchNorm2d(widths[0]) if batch_norm else Identity()
+            self.relu = ReLU()
         channels = widths[0]
         for index, planes in enumerate(widths):
             stage = []
             for b in range(n):
                 stride = 2 if index > 0 and b == 0 else 1
+                # the net's first pre-activation block shares its BN-ReLU with its shortcut
+                first = self.pre_activation and index == 0 and b == 0
+                extra = {"shared_activation": True} if first else {}
                 stage.append(
-                    BasicBlock(
+                    block(
                         channels,
                         planes,
                         stride,
@@ -69,29 +90,28 @@ class CifarResNet(ImageClassifier):
                         batch_norm=batch_norm,
                         shortcut=shortcut,
                         rng=rng,
+                        **extra,
                     )
                 )
-                channels = planes
+                channels = planes * block.expansion
             setattr(self, f"layer{index + 1}", Sequential(*stage))
+        if self.pre_activation:
+            self.final_bn = BatchNorm2d(channels) if batch_norm else Identity()
+            self.final_relu = ReLU()
         self.avgpool = AdaptiveAvgPool2d(1)
         self.flatten = Flatten()
         self.fc = Linear(channels, num_classes, rng=rng)
         self.init_conv_weights(init_scheme, rng)
-        if zero_init_residual and batch_norm:
+        if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, BasicBlock):
-                    module.last_norm().weight.data[...] = 0
+                if isinstance(module, ResidualBlock):
+                    module.zero_init_branch()
 
     def backbone(self) -> list[Module]:
-        return [
-            self.conv1,
-            self.bn1,
-            self.relu,
-            self.layer1,
-            self.layer2,
-            self.layer3,
-            self.avgpool,
-        ]
+        stages = [self.layer1, self.layer2, self.layer3]
+        if self.pre_activation:
+            return [self.conv1, *stages, self.final_bn, self.final_relu, self.avgpool]
+        return [self.conv1, self.bn1, self.relu, *stages, self.avgpool]
 
 
 def resnet20(**kwargs) -> CifarResNet:
@@ -117,3 +137,34 @@ def resnet56(**kwargs) -> CifarResNet:
 def resnet110(**kwargs) -> CifarResNet:
     """ResNet-110 (n=18): about 1.7M parameters."""
     return CifarResNet(110, **kwargs)
+
+
+def preact_resnet20(**kwargs) -> CifarResNet:
+    """PreAct ResNet-20 (n=3): the same parameter count as ResNet-20 plus the final BN."""
+    return CifarResNet(20, block=PreActBasicBlock, **kwargs)
+
+
+def preact_resnet32(**kwargs) -> CifarResNet:
+    """PreAct ResNet-32 (n=5)."""
+    return CifarResNet(32, block=PreActBasicBlock, **kwargs)
+
+
+def preact_resnet44(**kwargs) -> CifarResNet:
+    """PreAct ResNet-44 (n=7)."""
+    return CifarResNet(44, block=PreActBasicBlock, **kwargs)
+
+
+def preact_resnet56(**kwargs) -> CifarResNet:
+    """PreAct ResNet-56 (n=9)."""
+    return CifarResNet(56, block=PreActBasicBlock, **kwargs)
+
+
+def preact_resnet110(**kwargs) -> CifarResNet:
+    """PreAct ResNet-110 (n=18): about 1.7M parameters."""
+    return CifarResNet(110, block=PreActBasicBlock, **kwargs)
+
+
+def preact_resnet164(**kwargs) -> CifarResNet:
+    """PreAct ResNet-164 (n=18 bottlenecks, projection shortcuts): about 1.7M parameters."""
+    kwargs.setdefault("shortcut", "projection")
+    return CifarResNet(164, block=PreActBottleneck, **kwargs)

@@ -5,6 +5,12 @@
 ``stem="imagenet"``: conv1 is 7x7 stride 2 and maxpool 3x3 stride 2 (224 -> 56).
 ``stem="cifar"``: conv1 is 3x3 stride 1 and there is no max pool, so a 32x32 image
 keeps its resolution in layer1 (32 -> 32 -> 16 -> 8 -> 4).
+
+With pre-activation blocks (PreAct ResNet-18/34, He et al. 2016) the stem is conv1
+(and the max pool) alone, the first block shares its bn1-relu1 with its shortcut, and
+the last block's sum is activated by ``final_bn -> final_relu`` before the pooling:
+
+    conv1 -> maxpool -> layer1 .. layer4 -> final_bn -> final_relu -> avgpool -> flatten -> fc
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from nnscratch.nn.flatten import Flatten
 from nnscratch.nn.linear import Linear
 from nnscratch.nn.module import Module
 from nnscratch.nn.pooling import AdaptiveAvgPool2d, MaxPool2d
+from nnscratch.nn.preact_basic_block import PreActBasicBlock
+from nnscratch.nn.preact_bottleneck import PreActBottleneck
+from nnscratch.nn.residual import ResidualBlock
 
 STEMS = ("imagenet", "cifar")
 
@@ -31,13 +40,15 @@ class ResNet(ImageClassifier):
 
     x (N, in_channels, H, W) -> logits (N, num_classes). Stage widths are
     64, 128, 256, 512 times ``width`` (times ``block.expansion`` at the output).
+    ``block`` is BasicBlock, Bottleneck or their pre-activation variants.
     ``residual=False`` builds the plain twin; ``batch_norm=False`` drops every batch norm
-    (convs then get biases); ``zero_init_residual`` starts each block's last BN at gamma=0.
+    (convs then get biases); ``zero_init_residual`` starts each block's branch at zero
+    (its last BN's gamma, or a pre-activation block's last convolution).
     """
 
     def __init__(
         self,
-        block: type[BasicBlock] | type[Bottleneck],
+        block: type[ResidualBlock],
         layers: list[int],
         *,
         num_classes: int = 1000,
@@ -61,42 +72,49 @@ class ResNet(ImageClassifier):
             self.conv1 = Conv2d(in_channels, widths[0], 7, 2, 3, bias=not batch_norm, rng=rng)
         else:
             self.conv1 = Conv2d(in_channels, widths[0], 3, 1, 1, bias=not batch_norm, rng=rng)
-        self.bn1 = BatchNorm2d(widths[0]) if batch_norm else Identity()
-        self.relu = ReLU()
+        self.pre_activation = block.pre_activation
+        if not self.pre_activation:
+            self.bn1 = BatchNorm2d(widths[0]) if batch_norm else Identity()
+            self.relu = ReLU()
         self.maxpool = MaxPool2d(3, 2, 1) if stem == "imagenet" else Identity()
         channels = widths[0]
         for index, (planes, blocks) in enumerate(zip(widths, layers, strict=True)):
             stage = []
             for b in range(blocks):
                 stride = 2 if index > 0 and b == 0 else 1
+                # the net's first pre-activation block shares its BN-ReLU with its shortcut
+                first = self.pre_activation and index == 0 and b == 0
+                extra = {"shared_activation": True} if first else {}
                 stage.append(
                     block(
-                        channels, planes, stride, residual=residual, batch_norm=batch_norm, rng=rng
+                        channels,
+                        planes,
+                        stride,
+                        residual=residual,
+                        batch_norm=batch_norm,
+                        rng=rng,
+                        **extra,
                     )
                 )
                 channels = planes * block.expansion
             setattr(self, f"layer{index + 1}", Sequential(*stage))
+        if self.pre_activation:
+            self.final_bn = BatchNorm2d(channels) if batch_norm else Identity()
+            self.final_relu = ReLU()
         self.avgpool = AdaptiveAvgPool2d(1)
         self.flatten = Flatten()
         self.fc = Linear(channels, num_classes, rng=rng)
         self.init_conv_weights(init_scheme, rng)
         if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, (BasicBlock, Bottleneck)) and batch_norm:
-                    module.last_norm().weight.data[...] = 0
+                if isinstance(module, ResidualBlock):
+                    module.zero_init_branch()
 
     def backbone(self) -> list[Module]:
-        return [
-            self.conv1,
-            self.bn1,
-            self.relu,
-            self.maxpool,
-            self.layer1,
-            self.layer2,
-            self.layer3,
-            self.layer4,
-            self.avgpool,
-        ]
+        stages = [self.layer1, self.layer2, self.layer3, self.layer4]
+        if self.pre_activation:
+            return [self.conv1, self.maxpool, *stages, self.final_bn, self.final_relu, self.avgpool]
+        return [self.conv1, self.bn1, self.relu, self.maxpool, *stages, self.avgpool]
 
 
 def resnet18(**kwargs) -> ResNet:
@@ -122,3 +140,18 @@ def resnet101(**kwargs) -> ResNet:
 def resnet152(**kwargs) -> ResNet:
     """ResNet-152: Bottlenecks [3, 8, 36, 3]; 60,192,808 parameters with 1000 classes."""
     return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)
+
+
+def preact_resnet18(**kwargs) -> ResNet:
+    """PreAct ResNet-18: PreActBasicBlocks [2, 2, 2, 2], same parameter count as ResNet-18."""
+    return ResNet(PreActBasicBlock, [2, 2, 2, 2], **kwargs)
+
+
+def preact_resnet34(**kwargs) -> ResNet:
+    """PreAct ResNet-34: PreActBasicBlocks [3, 4, 6, 3], same parameter count as ResNet-34."""
+    return ResNet(PreActBasicBlock, [3, 4, 6, 3], **kwargs)
+
+
+def preact_resnet50(**kwargs) -> ResNet:
+    """PreAct ResNet-50: PreActBottlenecks [3, 4, 6, 3]."""
+    return ResNet(PreActBottleneck, [3, 4, 6, 3], **kwargs)

@@ -13,6 +13,9 @@ from nnscratch.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss
 from nnscratch.nn.module import IncompatibleKeys, Module
 from nnscratch.nn.parameter import Parameter
 from nnscratch.nn.pooling import AdaptiveAvgPool2d, MaxPool2d
+from nnscratch.nn.preact_basic_block import PreActBasicBlock
+from nnscratch.nn.preact_bottleneck import PreActBottleneck
+from nnscratch.nn.preact_residual import PreActResidualBlock
 from nnscratch.nn.residual import ResidualBlock
 from nnscratch.nn.shortcut import ZeroPadShortcut
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh
@@ -32,6 +35,9 @@ __all__ = [
     "MaxPool2d",
     "Module",
     "Parameter",
+    "PreActBasicBlock",
+    "PreActBottleneck",
+    "PreActResidualBlock",
     "ReLU",
     "ResidualBlock",
     "Sequential",

@@ -53,9 +53,11 @@ class BasicBlock(ResidualBlock):
     def main_path(self) -> list[Module]:
         return [self.conv1, self.bn1, self.relu1, self.conv2, self.bn2]
 
-    def last_norm(self) -> Module:
-        return self.bn2
+    def zero_init_branch(self) -> None:
+        """gamma = 0 in the branch's last batch norm (nothing to zero without batch norm)."""
+        if isinstance(self.bn2, BatchNorm2d):
+            self.bn2.weight.data[...] = 0
 
     @property
-    def relu_after_add(self) -> ReLU:
+    def after_add(self) -> ReLU:
         return self.relu2

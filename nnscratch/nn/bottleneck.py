@@ -65,9 +65,11 @@ class Bottleneck(ResidualBlock):
             self.bn3,
         ]
 
-    def last_norm(self) -> Module:
-        return self.bn3
+    def zero_init_branch(self) -> None:
+        """gamma = 0 in the branch's last batch norm (nothing to zero without batch norm)."""
+        if isinstance(self.bn3, BatchNorm2d):
+            self.bn3.weight.data[...] = 0
 
     @property
-    def relu_after_add(self) -> ReLU:
+    def after_add(self) -> ReLU:
         return self.relu3

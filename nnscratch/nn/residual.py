@@ -1,9 +1,11 @@
 """What every residual block shares: the shortcut, and the `+` that backward turns into a fan-out.
 
-Forward:   out = relu(main(x) + shortcut(x))
-Backward:  d = relu'(...) * dy feeds *both* branches unchanged, and
-           dx = main.backward(d) + shortcut.backward(d)
-A plain block (``residual=False``) has no shortcut: out = relu(main(x)).
+Forward:   h   = shared(x)                        (nothing, except in a pre-activation block
+                                                   whose shortcut changes shape: its BN-ReLU)
+           out = after_add(main(h) + shortcut(h))  (after_add: ReLU, or nothing when pre-activated)
+Backward:  d = after_add'(...) * dy feeds *both* branches unchanged, and
+           dh = main.backward(d) + shortcut.backward(d),   dx = shared.backward(dh)
+A plain block (``residual=False``) has no shortcut: out = after_add(main(x)).
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ from nnscratch.nn.shortcut import ZeroPadShortcut, projection
 from nnscratch.utils.frobenius_norm import frobenius_norm
 
 SHORTCUTS = ("projection", "zero_pad")
+ROUTES = (None, "main", "shortcut")
 
 
 class ResidualBlock(Module):
-    """Base of BasicBlock and Bottleneck: subclasses build the layers and list the main path.
+    """Base of the original and the pre-activation blocks: subclasses build the layers and list them.
 
     With ``record_grad_ledger = True``, each backward stores in ``grad_ledger`` the
-    Frobenius norms of the two parts of the input gradient,
-    ``{"main": |dx_main|, "shortcut": |dx_shortcut|, "total": |dx|}``.
+    Frobenius norms of the gradient arriving from above and of the parts of the input
+    gradient, ``{"above": |dy|, "main": |dh_main|, "shortcut": |dh_shortcut|, "total": |dx|}``.
+    In an identity block that ends at the `+` (pre-activation), shortcut equals above.
+    ``route = "main"`` or ``"shortcut"`` sends the backward through that side only (one
+    path of the unrolled net, for :mod:`nnscratch.experiments.paths`); ``None``, both.
     """
 
     expansion = 1
+    pre_activation = False
 
     def build_shortcut(
         self,
@@ -37,54 +44,75 @@ class ResidualBlock(Module):
         shortcut: str,
         rng: np.random.Generator,
     ) -> None:
-        """Set ``downsample`` (None for the identity) and ``residual``."""
+        """Set ``downsample`` (None for the identity), ``residual`` and the ledger and route."""
         if shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
         self.residual = residual
         self.record_grad_ledger = False
         self.grad_ledger = None
+        self.route = None
         if not residual or (stride == 1 and in_channels == out_channels):
             self.downsample = None
         elif shortcut == "projection":
-            self.downsample = projection(in_channels, out_channels, stride, batch_norm, rng)
+            self.downsample = projection(
+                in_channels,
+                out_channels,
+                stride,
+                batch_norm,
+                rng,
+                pre_activation=self.pre_activation,
+            )
         else:
             self.downsample = ZeroPadShortcut(in_channels, out_channels, stride)
 
-    def main_path(self) -> list[Module]:
-        """The layers of the residual branch, in forward order (without ``relu_after_add``)."""
-        raise NotImplementedError
+    def shared_path(self) -> list[Module]:
+        """Layers applied to x before it splits into the branch and the shortcut (often none)."""
+        return []
 
-    def last_norm(self) -> Module:
-        """The norm that ends the branch (zeroed by ``zero_init_residual``)."""
+    def main_path(self) -> list[Module]:
+        """The layers of the residual branch, in forward order (after ``shared_path``)."""
         raise NotImplementedError
 
     @property
-    def relu_after_add(self) -> Module:
-        """The ReLU applied to main(x) + shortcut(x) (in a plain block, to main(x) alone)."""
+    def after_add(self) -> Module:
+        """What is applied to main(h) + shortcut(h): a ReLU, or an Identity when pre-activated."""
+        raise NotImplementedError
+
+    def zero_init_branch(self) -> None:
+        """Make the branch start at zero, so the block starts as its shortcut (``zero_init_residual``)."""
         raise NotImplementedError
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = x
+        h = x
+        for layer in self.shared_path():
+            h = layer(h)
+        out = h
         for layer in self.main_path():
             out = layer(out)
         if self.residual:
-            out = out + (self.downsample(x) if self.downsample is not None else x)
-        return self.relu_after_add(out)
+            out = out + (self.downsample(h) if self.downsample is not None else h)
+        return self.after_add(out)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        d = self.relu_after_add.backward(dy)  # gradient at the output of the `+`
-        dx_main = d
-        for layer in reversed(self.main_path()):
-            dx_main = layer.backward(dx_main)
-        if not self.residual:
-            dx_shortcut, dx = None, dx_main
-        else:  # the `+` fans the same d out to both branches; their gradients add up
-            dx_shortcut = self.downsample.backward(d) if self.downsample is not None else d
-            dx = dx_main + dx_shortcut
+        if self.route not in ROUTES:
+            raise ValueError(f"unknown route {self.route!r}; choose one of {ROUTES}")
+        d = self.after_add.backward(dy)  # gradient at the output of the `+`
+        dh_main = dh_shortcut = None
+        if self.route != "shortcut" or not self.residual:
+            dh_main = d
+            for layer in reversed(self.main_path()):
+                dh_main = layer.backward(dh_main)
+        if self.residual and self.route != "main":  # the `+` fans the same d out to both sides
+            dh_shortcut = self.downsample.backward(d) if self.downsample is not None else d
+        parts = [p for p in (dh_main, dh_shortcut) if p is not None]
+        dx = parts[0] if len(parts) == 1 else parts[0] + parts[1]  # ... and their gradients add
+        for layer in reversed(self.shared_path()):
+            dx = layer.backward(dx)
         if self.record_grad_ledger:
             self.grad_ledger = {
-                "main": frobenius_norm(dx_main),
-                "shortcut": 0.0 if dx_shortcut is None else frobenius_norm(dx_shortcut),
+                "above": frobenius_norm(dy),
+                "main": 0.0 if dh_main is None else frobenius_norm(dh_main),
+                "shortcut": 0.0 if dh_shortcut is None else frobenius_norm(dh_shortcut),
                 "total": frobenius_norm(dx),
             }
         return dx

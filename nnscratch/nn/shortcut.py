@@ -23,9 +23,17 @@ def projection(
     stride: int,
     batch_norm: bool = True,
     rng: np.random.Generator | None = None,
+    *,
+    pre_activation: bool = False,
 ) -> Sequential:
-    """``Sequential(Conv2d 1x1 with stride, BatchNorm2d)``: keys ``downsample.0/1`` as torchvision."""
+    """``Sequential(Conv2d 1x1 with stride, BatchNorm2d)``: keys ``downsample.0/1`` as torchvision.
+
+    A pre-activation block's projection is the convolution alone (its input is already
+    BN-ReLU'd, and the next block's BN follows the sum).
+    """
     conv = Conv2d(in_channels, out_channels, 1, stride=stride, bias=not batch_norm, rng=rng)
+    if pre_activation:
+        return Sequential(conv)
     return Sequential(conv, BatchNorm2d(out_channels) if batch_norm else Identity())
 
 
