@@ -82,6 +82,16 @@ class ResidualBlock(Module):
         """Make the branch start at zero, so the block starts as its shortcut (``zero_init_residual``)."""
         raise NotImplementedError
 
+    def branch_backward(self, d: np.ndarray) -> np.ndarray:
+        """Back through the branch's layers, from the `+` to h."""
+        for layer in reversed(self.main_path()):
+            d = layer.backward(d)
+        return d
+
+    def shortcut_backward(self, d: np.ndarray) -> np.ndarray:
+        """Back through the shortcut, from the `+` to h (the identity passes d unchanged)."""
+        return self.downsample.backward(d) if self.downsample is not None else d
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         h = x
         for layer in self.shared_path():
@@ -94,18 +104,18 @@ class ResidualBlock(Module):
         return self.after_add(out)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self.route not in ROUTES:
-            raise ValueError(f"unknown route {self.route!r}; choose one of {ROUTES}")
         d = self.after_add.backward(dy)  # gradient at the output of the `+`
         dh_main = dh_shortcut = None
-        if self.route != "shortcut" or not self.residual:
-            dh_main = d
-            for layer in reversed(self.main_path()):
-                dh_main = layer.backward(dh_main)
-        if self.residual and self.route != "main":  # the `+` fans the same d out to both sides
-            dh_shortcut = self.downsample.backward(d) if self.downsample is not None else d
-        parts = [p for p in (dh_main, dh_shortcut) if p is not None]
-        dx = parts[0] if len(parts) == 1 else parts[0] + parts[1]  # ... and their gradients add
+        if not self.residual or self.route == "main":
+            dh = dh_main = self.branch_backward(d)
+        elif self.route == "shortcut":
+            dh = dh_shortcut = self.shortcut_backward(d)
+        elif self.route is None:  # the `+` fans the same d out to both sides; their gradients add
+            dh_main, dh_shortcut = self.branch_backward(d), self.shortcut_backward(d)
+            dh = dh_main + dh_shortcut
+        else:
+            raise ValueError(f"unknown route {self.route!r}; choose one of {ROUTES}")
+        dx = dh
         for layer in reversed(self.shared_path()):
             dx = layer.backward(dx)
         if self.record_grad_ledger:
