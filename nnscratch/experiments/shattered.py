@@ -19,9 +19,9 @@ and two autocorrelations as functions of the lag k in line points, both exactly 
 
 r is the usual normalised autocorrelation of the curve (Balduzzi's Fig. 2): white noise
 drops to about 0 at lag 1, a random walk decays slowly. c is the mean cosine of the full
-gradient vectors ``k`` points apart. x0 and v are standard normal images (one pixel of x0
-has variance 1), and ``span = 1`` makes the line's ends as far from x0 as x0 is from 0,
-the distance to another random image in the same direction scale.
+gradient vectors ``k`` points apart. x0 and v are standard normal images (each pixel of x0
+has variance 1); with ``span = 1`` the ends of the line are as far from x0 as x0 is from
+the zero image, about as far as another random image.
 
 Every point's gradient is its own: batch norm runs in evaluation mode, with running
 statistics set beforehand from a separate batch of random images (one training-mode
@@ -268,9 +268,10 @@ def shattered_study(
 
 def format_shattered_table(table: Sequence[dict[str, Any]]) -> str:
     """The summary as text: r(1), the first lag k with r(k) < 0.5, and c(1), plain | residual."""
+    name = max([12, *(len(row["model"]) + 1 for row in table)])
     lines = [
-        f"{'':<24}{'r(1)':>20}  {'first k: r(k) < 0.5':>20}  {'c(1)':>20}",
-        f"{'model':<12}{'depth':>6}{'BN':>6}"
+        f"{'':<{name + 12}}{'r(1)':>20}  {'first k: r(k) < 0.5':>20}  {'c(1)':>20}",
+        f"{'model':<{name}}{'depth':>6}{'BN':>6}"
         + "  ".join([f"{'plain':>10}{'residual':>10}"] * len(SUMMARY)),
     ]
     pairs: dict[tuple[str, bool], dict[bool, dict]] = {}
@@ -282,7 +283,7 @@ def format_shattered_table(table: Sequence[dict[str, Any]]) -> str:
             "".join(_cell(pair[r][key] if r in pair else None) for r in (False, True))
             for key in SUMMARY
         ]
-        lines.append(f"{model:<12}{depth:>6}{'yes' if bn else 'no':>6}" + "  ".join(groups))
+        lines.append(f"{model:<{name}}{depth:>6}{'yes' if bn else 'no':>6}" + "  ".join(groups))
     return "\n".join(lines)
 
 
