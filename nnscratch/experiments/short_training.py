@@ -4,6 +4,10 @@ It takes the trainer's pieces (the builders and :func:`~nnscratch.training.step.
 but none of a training run's files: no run directory, checkpoints, resume or Ctrl-C
 handling; it counts steps rather than epochs, measures the test split, and records a
 divergence instead of raising.
+
+Its schedules span the budget of steps: ``constant``; ``cosine`` (from lr down to 0);
+``step`` (He et al. 2015: lr, then lr/10 from 50% of the steps, lr/100 from 75%);
+``onecycle``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,32 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from nnscratch import optim
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.training import builders
 from nnscratch.training.config import TrainConfig
 from nnscratch.training.evaluation import evaluate
 from nnscratch.training.step import train_step
+
+SCHEDULES = ("constant", "cosine", "step", "onecycle")
+
+
+def build_schedule(
+    optimizer: optim.Optimizer, schedule: str, steps: int, config: TrainConfig
+) -> optim.LRScheduler | None:
+    """The lr schedule of a budget of ``steps`` steps, stepped once per batch.
+
+    ``"step"`` is He et al.'s: lr_t = lr · 0.1^(number of milestones ≤ t) with milestones
+    m1 = ⌊steps/2⌋ and m2 = ⌊3·steps/4⌋; step k (1-based) trains at lr_(k-1), so steps
+    1..m1 at lr, m1+1..m2 at lr/10 and the rest at lr/100. The others are the trainer's
+    (:func:`~nnscratch.training.builders.build_schedule`) over one epoch of ``steps`` batches.
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if schedule == "step":
+        return optim.MultiStepLR(optimizer, [steps // 2, 3 * steps // 4], 0.1)
+    return builders.build_schedule(config, optimizer, steps)
 
 
 def train_steps(
@@ -44,8 +68,8 @@ def train_steps(
     """Train ``model`` in place for ``steps`` SGD steps; return its learning curves.
 
     The pieces are the trainer's (``training.builders``: optimizer with undecayed BN and
-    biases, schedule, augmented and normalised batches; ``training.step``: the step), with
-    a schedule stepped per batch over the whole budget. The test split is measured
+    biases, augmented and normalised batches; ``training.step``: the step), with a
+    schedule of :data:`SCHEDULES` stepped per batch over the whole budget. The test split is measured
     (eval mode) every ``eval_every`` steps and, if ``final_eval``, at the end. Training
     stops early if the loss stops being finite. Returns ``{"step", "train_loss",
     "train_error"}`` lists (one entry per step, on the augmented mini-batch, train-mode
@@ -69,8 +93,7 @@ def train_steps(
         seed=seed,
     )
     optimizer = builders.build_optimizer(config, model)
-    # One "epoch" of ``steps`` batches: build_schedule then spans exactly the budget.
-    scheduler = builders.build_schedule(config, optimizer, steps)
+    scheduler = build_schedule(optimizer, schedule, steps, config)
     loader = builders.build_train_loader(config, splits)
     test_transform = builders.eval_transform(splits.mean, splits.std)
     dtype = next(iter(model.parameters())).dtype

@@ -7,8 +7,8 @@ import argparse
 from nnscratch import data
 from nnscratch.cli.arguments.checks import check_positive
 from nnscratch.experiments import networks
+from nnscratch.experiments.short_training import SCHEDULES
 from nnscratch.nn.init import CONV_INITS
-from nnscratch.training.config import SCHEDULES
 
 
 def add_budget_arguments(p: argparse.ArgumentParser, *, steps: int, schedule: str) -> None:
@@ -24,7 +24,8 @@ def add_budget_arguments(p: argparse.ArgumentParser, *, steps: int, schedule: st
         "--schedule",
         choices=SCHEDULES,
         default=schedule,
-        help=f"learning-rate schedule over the budget (default {schedule})",
+        help="learning-rate schedule over the budget; step: lr/10 at 50%% and again at "
+        f"75%% of the steps (He et al.) (default {schedule})",
     )
     p.add_argument("--no-bn", action="store_true", help="no batch norm (convs get biases)")
     p.add_argument(
@@ -45,8 +46,15 @@ def add_budget_arguments(p: argparse.ArgumentParser, *, steps: int, schedule: st
     p.add_argument(
         "--data-dir", help="dataset directory (default $NNSCRATCH_DATA or ~/.cache/nnscratch)"
     )
-    p.add_argument("--n-train", type=int, help="synthetic set: training images (default 10000)")
-    p.add_argument("--n-test", type=int, help="synthetic set: test images (default 2000)")
+    p.add_argument(
+        "--n-train",
+        type=int,
+        help="training images: the synthetic set's size (default 10000), or a fixed "
+        "stratified subset of a real dataset (default all)",
+    )
+    p.add_argument(
+        "--n-test", type=int, help="test images, likewise (default 2000 synthetic, else all)"
+    )
 
 
 def budget_kwargs(args: argparse.Namespace) -> dict:
