@@ -24,7 +24,7 @@ Batch-norm statistics stay those of the intact network, as at test time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,9 @@ from nnscratch.data import ArrayDataset
 from nnscratch.experiments.datasets import load_splits
 from nnscratch.experiments.network_parts import residual_blocks
 from nnscratch.experiments.networks import build_model
+from nnscratch.experiments.seeds import check_seeds, spread
 from nnscratch.experiments.short_training import train_steps
+from nnscratch.experiments.subsets import subset_splits
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.module import Module
@@ -126,16 +128,20 @@ def lesion_study(
     data_dir: str | None = None,
     n_train: int | None = None,
     n_test: int | None = None,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` and its plain twin briefly, then lesion each block of both.
+    """Train ``model`` and its plain twin briefly, then lesion each block of both; per seed.
 
-    Returns ``{"config", "runs"}``, each run ``{"label", "residual", "training",
-    "lesion"}``: the curves of :func:`~nnscratch.experiments.short_training.train_steps` and
-    the result of :func:`lesion` on the test split.
+    Each seed draws new weights and a new batch order (the data, and a subset of a real
+    dataset cut to ``n_train`` / ``n_test`` images, stay the same). Returns ``{"config",
+    "runs", "aggregate"}``, each run ``{"label", "seed", "residual", "training",
+    "lesion"}``: the curves of :func:`~nnscratch.experiments.short_training.train_steps`
+    and the result of :func:`lesion` on the test split; ``aggregate`` has one row per
+    net over the seeds (:func:`aggregate`).
     """
+    seeds = check_seeds(seeds)
     config = dict(
         model=model,
         steps=steps,
@@ -151,43 +157,88 @@ def lesion_study(
         dataset=dataset,
         n_train=n_train,
         n_test=n_test,
-        seed=seed,
+        seeds=seeds,
     )
-    splits = load_splits(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed)
+    splits = load_splits(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seeds[0])
+    splits = subset_splits(splits, n_train, n_test)
     transform = builders.eval_transform(splits.mean, splits.std)
     runs = []
-    for residual in (True, False):
-        label = f"{'residual' if residual else 'plain'} {model}"
-        net = build_model(
-            model,
-            residual=residual,
-            batch_norm=batch_norm,
-            init=init,
-            activation=activation,
-            width=width,
-            num_classes=splits.train.num_classes,
-            in_channels=splits.train.image_shape[0],
-            seed=seed,
+    for seed in seeds:
+        for residual in (True, False):
+            label = f"{'residual' if residual else 'plain'} {model}"
+            net = build_model(
+                model,
+                residual=residual,
+                batch_norm=batch_norm,
+                init=init,
+                activation=activation,
+                width=width,
+                num_classes=splits.train.num_classes,
+                in_channels=splits.train.image_shape[0],
+                seed=seed,
+            )
+            training = train_steps(
+                net,
+                splits,
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                schedule=schedule,
+                final_eval=False,
+                seed=seed,
+                progress=progress,
+                desc=f"{label} seed {seed}",
+            )
+            result = lesion(net, splits.test, transform)
+            runs.append(
+                {
+                    "label": label,
+                    "seed": seed,
+                    "residual": residual,
+                    "training": training,
+                    "lesion": result,
+                }
+            )
+            if log is not None:
+                log(f"seed {seed}: {summary_line(label, result)}")
+    return {"config": config, "runs": runs, "aggregate": aggregate(runs)}
+
+
+def aggregate(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per net (label), over its runs (one per seed), in run order.
+
+    Each row: ``{"label", "residual", "seeds", "baseline_accuracy", "blocks"}``; the
+    accuracy is the :func:`~nnscratch.experiments.seeds.spread` over the seeds, and each
+    block ``{"name", "method", "accuracy", "drop"}`` holds the spreads of its accuracy
+    with the block deleted and of the drop.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(run["label"], []).append(run)
+    rows = []
+    for label, group in groups.items():
+        per_seed = [run["lesion"]["blocks"] for run in group]
+        blocks = [
+            {
+                "name": first["name"],
+                "method": first["method"],
+                "accuracy": spread([blocks[i]["accuracy"] for blocks in per_seed]),
+                "drop": spread([blocks[i]["drop"] for blocks in per_seed]),
+            }
+            for i, first in enumerate(per_seed[0])
+        ]
+        rows.append(
+            {
+                "label": label,
+                "residual": group[0]["residual"],
+                "seeds": [run["seed"] for run in group],
+                "baseline_accuracy": spread([run["lesion"]["baseline_accuracy"] for run in group]),
+                "blocks": blocks,
+            }
         )
-        training = train_steps(
-            net,
-            splits,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            final_eval=False,
-            seed=seed,
-            progress=progress,
-            desc=label,
-        )
-        result = lesion(net, splits.test, transform)
-        runs.append({"label": label, "residual": residual, "training": training, "lesion": result})
-        if log is not None:
-            log(summary_line(label, result))
-    return {"config": config, "runs": runs}
+    return rows
 
 
 def summary_line(label: str, result: dict[str, Any]) -> str:
@@ -197,4 +248,17 @@ def summary_line(label: str, result: dict[str, Any]) -> str:
     return (
         f"{label}: accuracy {result['baseline_accuracy']:.1%}; deleting one block: "
         f"median drop {np.median(drops):.1%}, worst {worst['drop']:.1%} ({worst['name']})"
+    )
+
+
+def aggregate_line(row: dict[str, Any]) -> str:
+    """Accuracy and the worst block's drop, mean ± sample std over the seeds."""
+    base = row["baseline_accuracy"]
+    worst = max(row["blocks"], key=lambda block: block["drop"]["mean"])
+    median = np.median([block["drop"]["mean"] for block in row["blocks"]])
+    n = len(row["seeds"])
+    return (
+        f"{row['label']}: accuracy {base['mean']:.1%} ± {base['std']:.1%}; deleting one "
+        f"block: median of the mean drops {median:.1%}, worst {worst['drop']['mean']:.1%} "
+        f"± {worst['drop']['std']:.1%} ({worst['name']}); over {n} seed{'s' if n > 1 else ''}"
     )
