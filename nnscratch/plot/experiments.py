@@ -220,45 +220,85 @@ def _moving_average(values: Sequence[float], window: int) -> np.ndarray:
     return np.concatenate([head, np.convolve(v, kernel, mode="valid")])
 
 
+def _by_net(runs: Sequence[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
+    """The runs grouped by ``key(run)`` (one run per seed in each group), in run order."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(key(run), []).append(run)
+    return groups
+
+
+def _mean_and_range(curves: Sequence[Sequence[float]]) -> tuple[np.ndarray, ...]:
+    """Mean, min and max over curves (one per seed), cut to the shortest."""
+    n = min(len(c) for c in curves)
+    stacked = np.array([np.asarray(c, dtype=np.float64)[:n] for c in curves]).reshape(-1, n)
+    return stacked.mean(axis=0), stacked.min(axis=0), stacked.max(axis=0)
+
+
+def _seeds_note(n_seeds: int) -> str:
+    return f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""
+
+
 def degradation_figure(
     result: dict[str, Any], path: str | os.PathLike | None = None, smooth: int = 20
 ) -> Figure:
     """Training error (thin, moving average of ``smooth`` steps) and test error (bold),
     plain nets on the left and residual nets on the right, as in He et al. (2015) Fig. 6.
+
+    With several seeds each line is the mean over the seeds (of the smoothed curves) and
+    the shaded band spans their minimum to maximum; with one seed there is no band.
     """
     figure, axes = new_figure(11, 4.2, ncols=2, sharey=True)
     depths = sorted({run["depth"] for run in result["runs"]})
     colours = {d: f"C{k}" for k, d in enumerate(depths)}
+    nets = _by_net(result["runs"], lambda run: (run["depth"], run["residual"]))
+    n_seeds = max(len(group) for group in nets.values())
     for ax, residual in zip(axes, (False, True), strict=True):
-        for run in (r for r in result["runs"] if r["residual"] == residual):
-            colour = colours[run["depth"]]
-            error = 100 * _moving_average(run["train_error"], smooth)
+        for (depth, _), group in ((k, g) for k, g in nets.items() if k[1] == residual):
+            colour = colours[depth]
+            mean, low, high = _mean_and_range(
+                [100 * _moving_average(run["train_error"], smooth) for run in group]
+            )
+            steps = group[0]["step"][: len(mean)]
             ax.plot(
-                run["step"],
-                error,
+                steps,
+                mean,
                 "-",
                 color=colour,
                 lw=0.9,
                 alpha=0.8,
-                label=f"{run['depth']}-layer, train",
+                label=f"{depth}-layer, train{_seeds_note(len(group))}",
             )
-            if run["eval"]:
+            if len(group) > 1:
+                ax.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0)
+            if all(run["eval"] for run in group):
+                mean, low, high = _mean_and_range(
+                    [[100 * e["test_error"] for e in run["eval"]] for run in group]
+                )
+                steps = [e["step"] for e in group[0]["eval"]][: len(mean)]
                 ax.plot(
-                    [e["step"] for e in run["eval"]],
-                    [100 * e["test_error"] for e in run["eval"]],
+                    steps,
+                    mean,
                     "-o",
                     color=colour,
                     lw=2.2,
                     ms=4,
-                    label=f"{run['depth']}-layer, test",
+                    label=f"{depth}-layer, test{_seeds_note(len(group))}",
                 )
-            if run["diverged_at"]:
-                ax.axvline(run["diverged_at"], color=colour, ls=":")
+                if len(group) > 1:
+                    ax.fill_between(steps, low, high, color=colour, alpha=0.25, lw=0)
+            for run in group:
+                if run["diverged_at"]:
+                    ax.axvline(run["diverged_at"], color=colour, ls=":")
         ax.set(xlabel="SGD step", title=f"{_kind(residual)} nets")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[0].set_ylabel("error (%)")
+    if n_seeds > 1:
+        figure.suptitle(
+            f"lines: mean over {n_seeds} seeds; shaded: min to max over the seeds", fontsize=10
+        )
     save_png(figure, path)
     return figure
 
@@ -267,42 +307,59 @@ def lesion_figure(result: dict[str, Any], path: str | os.PathLike | None = None)
     """Test-accuracy drop when one block is deleted, per block, residual vs plain.
 
     Hatched bars are blocks that change shape (deleted to the shortcut alone, or to the
-    zero-padding map in the plain net); the others are replaced by the identity.
+    zero-padding map in the plain net); the others are replaced by the identity. With
+    several seeds a bar is the mean drop over the seeds and its whisker spans the minimum
+    to the maximum.
     """
-    runs = result["runs"]
-    names = [row["name"] for row in runs[0]["lesion"]["blocks"]]
+    nets = list(_by_net(result["runs"], lambda run: run["label"]).values())
+    names = [row["name"] for row in nets[0][0]["lesion"]["blocks"]]
+    methods = [row["method"] for row in nets[0][0]["lesion"]["blocks"]]
+    n_seeds = max(len(group) for group in nets)
     figure, ax = new_figure(max(7.0, 0.35 * len(names) + 3), 4.2)
     x = np.arange(len(names))
-    width = 0.8 / len(runs)
-    for k, run in enumerate(runs):
-        rows = run["lesion"]["blocks"]
-        colour = RESIDUAL if run["residual"] else PLAIN
-        base = run["lesion"]["baseline_accuracy"]
+    width = 0.8 / len(nets)
+    for k, group in enumerate(nets):
+        colour = RESIDUAL if group[0]["residual"] else PLAIN
+        drop, low, high = _mean_and_range(
+            [[100 * r["drop"] for r in run["lesion"]["blocks"]] for run in group]
+        )
+        base = np.mean([run["lesion"]["baseline_accuracy"] for run in group])
+        position = x + (k - (len(nets) - 1) / 2) * width
         ax.bar(
-            x + (k - (len(runs) - 1) / 2) * width,
-            [100 * r["drop"] for r in rows],
+            position,
+            drop,
             width,
             color=colour,
             hatch=None,
-            label=f"{run['label']} (intact: {base:.1%})",
+            label=f"{group[0]['label']} (intact: {base:.1%}){_seeds_note(len(group))}",
         )
-        for i, r in enumerate(rows):
-            if r["method"] != "identity":
-                ax.bar(
-                    x[i] + (k - (len(runs) - 1) / 2) * width,
-                    100 * r["drop"],
-                    width,
-                    color="none",
-                    edgecolor="black",
-                    hatch="//",
-                    lw=0,
-                )
+        changes = np.array([m != "identity" for m in methods])
+        ax.bar(
+            position[changes],
+            drop[changes],
+            width,
+            color="none",
+            edgecolor="black",
+            hatch="//",
+            lw=0,
+        )
+        if len(group) > 1:
+            ax.errorbar(
+                position,
+                drop,
+                yerr=[drop - low, high - drop],
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.8,
+                capsize=2,
+            )
     ax.axhline(0, color="black", lw=0.8)
     ax.margins(y=0.25)  # room for the legend above the bars
     ax.set_xticks(x, names, rotation=90, fontsize=8)
+    spread = f"; whiskers: min to max over {n_seeds} seeds" if n_seeds > 1 else ""
     ax.set(
         ylabel="accuracy drop (percentage points)",
-        title="deleting one block at test time (hatched: block changes shape)",
+        title=f"deleting one block at test time (hatched: block changes shape{spread})",
     )
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
