@@ -8,8 +8,10 @@ import pytest
 
 from nnscratch import experiments, plot
 from nnscratch.cli import main
+from nnscratch.experiments.degradation import final_errors
 from nnscratch.experiments.lesion import BranchRemoved
 from nnscratch.experiments.network_parts import forward_with_block_outputs, residual_blocks
+from nnscratch.experiments.short_training import build_schedule
 from nnscratch.gradcheck import check_module
 from nnscratch.nn import BasicBlock, ReLU
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh
@@ -340,3 +342,135 @@ def test_norm_does_not_underflow_for_tiny_float32_gradients():
     assert np.linalg.norm(tiny) == 0.0  # the trap
     assert frobenius_norm(tiny) == pytest.approx(1e-30 * np.sqrt(1000), rel=1e-6)
     assert frobenius_norm(np.zeros(3)) == 0.0
+
+
+# ------------------------------------------------------------------ seeds and schedules
+
+SEED_TINY = dict(width=0.25, batch_size=8, n_train=32, n_test=16)
+
+
+def _spread_by_hand(values):
+    v = np.array(values, dtype=np.float64)
+    return v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0, v.min(), v.max()
+
+
+def test_degradation_aggregate_is_the_spread_of_its_per_seed_runs():
+    result = experiments.degradation((8,), steps=3, eval_every=2, seeds=(0, 1, 2), **SEED_TINY)
+    assert [(r["label"], r["seed"]) for r in result["runs"]] == [
+        (label, seed) for seed in (0, 1, 2) for label in ("plain-8", "residual-8")
+    ]
+    for row in result["aggregate"]:
+        group = [r for r in result["runs"] if r["label"] == row["label"]]
+        assert row["seeds"] == [0, 1, 2] and row["diverged"] == []
+        finals = [final_errors(r) for r in group]
+        for key, values in (
+            ("train_error", [f[0] for f in finals]),
+            ("test_error", [f[1] for f in finals]),
+        ):
+            mean, std, low, high = _spread_by_hand(values)
+            assert row[key] == pytest.approx({"mean": mean, "std": std, "min": low, "max": high})
+        stacked = np.array([r["train_error"] for r in group])
+        band = row["curves"]["train_error"]
+        np.testing.assert_allclose(band["mean"], stacked.mean(axis=0))
+        np.testing.assert_allclose(band["std"], stacked.std(axis=0, ddof=1))
+        np.testing.assert_allclose(band["min"], stacked.min(axis=0))
+        np.testing.assert_allclose(band["max"], stacked.max(axis=0))
+        tests = np.array([[e["test_error"] for e in r["eval"]] for r in group])
+        assert row["eval"]["step"] == [2, 3]
+        np.testing.assert_allclose(row["eval"]["test_error"]["mean"], tests.mean(axis=0))
+    # each seed: new weights and batches, so new curves
+    losses = [tuple(r["train_loss"]) for r in result["runs"] if r["label"] == "plain-8"]
+    assert len(set(losses)) == 3
+
+
+def test_one_seed_is_the_single_seed_run_and_its_spread_is_a_point():
+    result = experiments.degradation((8,), steps=2, seeds=(3,), **SEED_TINY)
+    splits = experiments.load_splits(n_train=32, n_test=16, seed=3)
+    model = experiments.build_model("resnet8", residual=False, width=0.25, seed=3)
+    before = experiments.train_steps(model, splits, steps=2, batch_size=8, eval_every=50, seed=3)
+    run, row = result["runs"][0], result["aggregate"][0]
+    assert run["train_loss"] == before["train_loss"] and run["eval"] == before["eval"]
+    train_error = final_errors(run)[0]
+    assert row["train_error"] == {
+        "mean": train_error,
+        "std": 0.0,
+        "min": train_error,
+        "max": train_error,
+    }
+
+
+def test_lesion_aggregate_is_the_spread_of_its_per_seed_drops():
+    result = experiments.lesion_study("resnet8", steps=2, seeds=(0, 1), **SEED_TINY)
+    assert [(r["label"], r["seed"]) for r in result["runs"]] == [
+        ("residual resnet8", 0),
+        ("plain resnet8", 0),
+        ("residual resnet8", 1),
+        ("plain resnet8", 1),
+    ]
+    for row in result["aggregate"]:
+        group = [r for r in result["runs"] if r["label"] == row["label"]]
+        for i, block in enumerate(row["blocks"]):
+            drops = [r["lesion"]["blocks"][i]["drop"] for r in group]
+            mean, std, low, high = _spread_by_hand(drops)
+            assert block["drop"] == pytest.approx(
+                {"mean": mean, "std": std, "min": low, "max": high}
+            )
+        base = [r["lesion"]["baseline_accuracy"] for r in group]
+        assert row["baseline_accuracy"]["mean"] == pytest.approx(np.mean(base))
+
+
+def test_step_schedule_divides_the_lr_by_ten_at_half_and_three_quarters():
+    model = experiments.build_model("resnet8", width=0.25)
+    config = TrainConfig(epochs=1, lr=0.1, schedule="step")
+    optimizer = builders.build_optimizer(config, model)
+    schedule = build_schedule(optimizer, "step", 100, config)
+    lrs = [schedule.get_last_lr()[0]]  # the lr of step 1
+    for _ in range(99):
+        schedule.step()
+        lrs.append(schedule.get_last_lr()[0])  # the lr of steps 2..100
+    assert lrs[49] == pytest.approx(0.1) and lrs[50] == pytest.approx(0.01)  # steps 50, 51
+    assert lrs[74] == pytest.approx(0.01) and lrs[75] == pytest.approx(0.001)  # steps 75, 76
+    assert lrs[99] == pytest.approx(0.001)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        build_schedule(optimizer, "multistep", 100, config)
+
+
+def test_cli_seeds_end_to_end(tmp_path, capsys):
+    tiny = ["--width", "0.25", "--batch-size", "8", "--n-train", "32", "--n-test", "16"]
+    tiny += ["--steps", "2", "--no-progress"]
+    out = tmp_path / "dg"
+    assert (
+        main(["degradation", "--depths", "8", "--seeds", "0", "1", *tiny, "--out", str(out)]) == 0
+    )
+    saved = json.loads((out / "degradation.json").read_text())
+    assert [r["seed"] for r in saved["runs"]] == [0, 0, 1, 1] and saved["config"]["seeds"] == [0, 1]
+    assert [row["label"] for row in saved["aggregate"]] == ["plain-8", "residual-8"]
+    final = (out / "final.csv").read_text().splitlines()
+    assert sum(line.startswith("plain-8,all,") for line in final) == 1 and len(final) == 7
+    assert len((out / "curves_mean.csv").read_text().splitlines()) == 1 + 2 * 2
+    assert (out / "degradation.png").stat().st_size > 0
+    assert "±" in capsys.readouterr().out
+
+    out = tmp_path / "ls"
+    assert main(["lesion", "--model", "resnet8", "--seed", "2", *tiny, "--out", str(out)]) == 0
+    saved = json.loads((out / "lesion.json").read_text())
+    assert saved["config"]["seeds"] == [2] and [r["seed"] for r in saved["runs"]] == [2, 2]
+    rows = (out / "lesion.csv").read_text().splitlines()
+    assert sum(",all," in line for line in rows) == 6 and (out / "lesion.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "seeds, message",
+    [
+        (["-1"], ">= 0"),
+        ([], "at least one seed"),
+        (["1", "2", "1"], "distinct"),
+        (["x"], "integers"),
+    ],
+)
+@pytest.mark.parametrize("command", ["degradation", "lesion"])
+def test_cli_bad_seeds_are_one_line(command, seeds, message, capsys, tmp_path):
+    assert main([command, "--seeds", *seeds, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "--seeds" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
