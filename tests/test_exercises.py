@@ -55,7 +55,7 @@ def check_learner(name, learner, hints: dict[str, str], generic: str, *needles: 
 def test_names_in_teaching_order_and_each_described():
     names = exercises.names()
     assert names[:3] == ["linear", "relu_backward", "im2col"]
-    assert names[-3:] == ["one_layer_gain", "basic_block_params", "pca_2d"]
+    assert names[-3:] == ["path_length_counts", "routed_gradient", "autocorrelation"]
     assert len(names) == len(set(names)) >= 16
     for name in names:
         text = exercises.describe(name)
@@ -671,3 +671,124 @@ def test_exercises_run_on_the_readable_tier_only():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------- paths
+def learner_path_length_counts(n, mistake=None):
+    """Pascal's triangle, row by row (or, for the generic bug, counted on sampled paths)."""
+    if mistake == "sampled":  # an estimate from 4096 random paths, scaled to 2^n
+        lengths = np.random.default_rng(0).integers(0, 2, size=(4096, n)).sum(axis=1)
+        return np.bincount(lengths, minlength=n + 1) / 4096 * 2**n
+    row = [1]
+    for _ in range(n + 1 if mistake == "n + 1 blocks" else n):
+        row = [a + b for a, b in zip([0, *row], [*row, 0])]
+    if mistake == "no last length":
+        row = row[:-1]
+    if mistake == "probabilities":
+        return np.array(row) / 2**n
+    return np.array(row)
+
+
+def test_path_length_counts():
+    check_learner(
+        "path_length_counts",
+        learner_path_length_counts,
+        {
+            "no last length": "that is n + 1 counts, k = 0..n",
+            "n + 1 blocks": "those are the counts of n + 1 blocks",
+            "probabilities": "those are the probabilities of each length",
+        },
+        "sampled",
+        "counts is wrong in",
+    )
+    accepted("path_length_counts", lambda n: [math.comb(n, k) for k in range(n + 1)])  # a list
+    rejected("path_length_counts", lambda n: [2**k for k in range(n + 1)], "2^k counts the ways")
+    counts = exercises.reference("path_length_counts")(54)
+    assert counts.sum() == 2**54 and counts.argmax() == 27  # exact in float64
+
+
+def learner_routed_gradient(dy, backwards, path, mistake=None):
+    """By index, from the last block down to the first."""
+    n = len(backwards)
+    order = range(n) if mistake == "forward order" else range(n - 1, -1, -1)
+    d = dy
+    for i in order:
+        branch, shortcut = backwards[i]
+        taken = path[n - 1 - i] if mistake == "path reversed" else path[i]
+        if mistake == "both sides":
+            d = branch(d) + shortcut(d)
+        elif mistake == "swapped":
+            d = shortcut(d) if taken else branch(d)
+        elif mistake == "free shortcut":
+            d = branch(d) if taken else d
+        else:
+            d = branch(d) if taken else shortcut(d)
+    return d
+
+
+def test_routed_gradient():
+    check_learner(
+        "routed_gradient",
+        learner_routed_gradient,
+        {
+            "forward order": "from the last to the first",
+            "both sides": "that is the full backward",
+            "swapped": "the sides are swapped",
+            "free shortcut": "a shortcut is not a free pass",
+        },
+        "path reversed",
+        "dx is wrong in",
+    )
+
+
+def test_routed_gradients_of_all_paths_add_up_to_the_full_backward():
+    """The identity the exercise's notebook verifies on a real net, here on the exercise's cases."""
+    import itertools
+
+    route = exercises.reference("routed_gradient")
+    for case in _exercise("routed_gradient").cases():
+        dy, backwards, _ = case.args.values()
+        full = learner_routed_gradient(dy, backwards, [True] * len(backwards), mistake="both sides")
+        total = sum(
+            route(dy, backwards, path)
+            for path in itertools.product((False, True), repeat=len(backwards))
+        )
+        np.testing.assert_allclose(total, full, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------- autocorrelation
+def learner_autocorrelation(s, mistake=None):
+    """With np.correlate: every lag's sum at once."""
+    c = s if mistake == "not centred" else s - s.mean()
+    P = len(s)
+    if mistake == "circular":  # by FFT without zero padding: lags wrap around
+        sums = np.fft.ifft(np.abs(np.fft.fft(c)) ** 2).real
+    else:
+        full = np.correlate(c, c, "full")
+        sums = full[:P] if mistake == "first half" else full[P - 1 :]
+    energy = np.sum(c**2)
+    if mistake == "per lag":
+        return (sums / (P - np.arange(P))) / (energy / P)
+    if mistake == "unnormalised":
+        return sums
+    return sums / energy
+
+
+def test_autocorrelation():
+    from nnscratch.experiments.shattered import autocorrelation as library
+
+    check_learner(
+        "autocorrelation",
+        learner_autocorrelation,
+        {
+            "not centred": "centre the curve first",
+            "per lag": "its own number of terms P - k",
+            "unnormalised": "so that r(0) = 1",
+            "first half": "lag 0 in the middle",
+        },
+        "circular",
+        "r is wrong in",
+    )
+    for case in _exercise("autocorrelation").cases():
+        s = case.args["s"]
+        np.testing.assert_allclose(exercises.reference("autocorrelation")(s), library(s))

@@ -22,11 +22,13 @@ from nnscratch.exercises.init import HE_STD
 from nnscratch.exercises.linear import LINEAR
 from nnscratch.exercises.loss import CROSS_ENTROPY
 from nnscratch.exercises.optim import SGD_MOMENTUM_STEP
+from nnscratch.exercises.paths import PATH_LENGTH_COUNTS, ROUTED_GRADIENT
 from nnscratch.exercises.pca import PCA_2D
 from nnscratch.exercises.pooling import GLOBAL_AVG_POOL_BACKWARD, MAX_POOL_BACKWARD
 from nnscratch.exercises.questions import BASIC_BLOCK_PARAMS, ONE_LAYER_GAIN
 from nnscratch.exercises.relu import RELU_BACKWARD
 from nnscratch.exercises.residual import RESIDUAL_BACKWARD
+from nnscratch.exercises.shattered import AUTOCORRELATION
 
 _TEACHING_ORDER = (
     LINEAR,
@@ -46,6 +48,9 @@ _TEACHING_ORDER = (
     ONE_LAYER_GAIN,
     BASIC_BLOCK_PARAMS,
     PCA_2D,
+    PATH_LENGTH_COUNTS,
+    ROUTED_GRADIENT,
+    AUTOCORRELATION,
 )
 _EXERCISES: dict[str, Exercise] = {e.name: e for e in _TEACHING_ORDER}
 
