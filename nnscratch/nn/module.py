@@ -42,6 +42,26 @@ def trace_calls() -> Iterator[list[tuple[Module, tuple[int, ...]]]]:
         _calls = previous
 
 
+# Inside retain_caches(): pop_cache() hands out the cache and keeps it.
+_retaining = False
+
+
+@contextlib.contextmanager
+def retain_caches() -> Iterator[None]:
+    """Let many backward passes go back through one forward: caches are kept, not popped.
+
+    No backward writes into a cached array, so each repeated pass computes the same
+    thing; parameter gradients accumulate on every pass. After the block, the caches
+    left behind allow one more backward, as after any forward.
+    """
+    global _retaining
+    previous, _retaining = _retaining, True
+    try:
+        yield
+    finally:
+        _retaining = previous
+
+
 # Older checkpoints (and torchvision's own files) may lack this buffer; it is optional.
 _OPTIONAL_KEY_SUFFIX = "num_batches_tracked"
 
@@ -113,14 +133,16 @@ class Module:
         self._cache = cache if is_grad_enabled() else None
 
     def pop_cache(self) -> Any:
-        """Return the cache of the last forward and forget it: one backward per forward."""
+        """Return the cache of the last forward and forget it: one backward per forward
+        (inside :func:`retain_caches`, keep it for the next backward)."""
         cache = self._cache
         if cache is None:
             raise RuntimeError(
                 f"{self!r}: backward called without a forward to go back through "
                 "(call forward first, outside no_grad(); each forward allows one backward)"
             )
-        self._cache = None
+        if not _retaining:
+            self._cache = None
         return cache
 
     # ----------------------------------------------------------------- traversal
