@@ -7,6 +7,7 @@ from nnscratch.plot.experiments import (
     lesion_figure,
     ratio_figure,
 )
+from nnscratch.plot.paths import paths_figure
 from nnscratch.plot.shattered import shattered_figure
 from nnscratch.plot.training import confusion_figure, history_figure
 
@@ -17,6 +18,7 @@ __all__ = [
     "history_figure",
     "ledger_figure",
     "lesion_figure",
+    "paths_figure",
     "ratio_figure",
     "shattered_figure",
 ]
