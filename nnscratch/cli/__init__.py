@@ -27,6 +27,7 @@ COMMANDS = (
     "degradation",
     "lesion",
     "shattered",
+    "paths",
 )
 
 # Exceptions that mean "the input (or the machine) cannot do this", reported as one line:
