@@ -381,6 +381,10 @@ def test_degradation_aggregate_is_the_spread_of_its_per_seed_runs():
     # each seed: new weights and batches, so new curves
     losses = [tuple(r["train_loss"]) for r in result["runs"] if r["label"] == "plain-8"]
     assert len(set(losses)) == 3
+    # the figure shades min to max over the seeds; one seed draws lines only
+    assert all(ax.collections for ax in plot.degradation_figure(result).axes)
+    one = dict(result, runs=[r for r in result["runs"] if r["seed"] == 0])
+    assert not any(ax.collections for ax in plot.degradation_figure(one).axes)
 
 
 def test_one_seed_is_the_single_seed_run_and_its_spread_is_a_point():

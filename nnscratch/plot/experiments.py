@@ -236,7 +236,7 @@ def _mean_and_range(curves: Sequence[Sequence[float]]) -> tuple[np.ndarray, ...]
 
 
 def _seeds_note(n_seeds: int) -> str:
-    return f" (mean of {n_seeds} seeds)" if n_seeds > 1 else ""
+    return f", mean of {n_seeds} seeds" if n_seeds > 1 else ""
 
 
 def degradation_figure(
@@ -267,7 +267,7 @@ def degradation_figure(
                 color=colour,
                 lw=0.9,
                 alpha=0.8,
-                label=f"{depth}-layer, train{_seeds_note(len(group))}",
+                label=f"{depth}-layer, train",
             )
             if len(group) > 1:
                 ax.fill_between(steps, low, high, color=colour, alpha=0.15, lw=0)
@@ -283,7 +283,7 @@ def degradation_figure(
                     color=colour,
                     lw=2.2,
                     ms=4,
-                    label=f"{depth}-layer, test{_seeds_note(len(group))}",
+                    label=f"{depth}-layer, test",
                 )
                 if len(group) > 1:
                     ax.fill_between(steps, low, high, color=colour, alpha=0.25, lw=0)
@@ -314,7 +314,6 @@ def lesion_figure(result: dict[str, Any], path: str | os.PathLike | None = None)
     nets = list(_by_net(result["runs"], lambda run: run["label"]).values())
     names = [row["name"] for row in nets[0][0]["lesion"]["blocks"]]
     methods = [row["method"] for row in nets[0][0]["lesion"]["blocks"]]
-    n_seeds = max(len(group) for group in nets)
     figure, ax = new_figure(max(7.0, 0.35 * len(names) + 3), 4.2)
     x = np.arange(len(names))
     width = 0.8 / len(nets)
@@ -331,7 +330,7 @@ def lesion_figure(result: dict[str, Any], path: str | os.PathLike | None = None)
             width,
             color=colour,
             hatch=None,
-            label=f"{group[0]['label']} (intact: {base:.1%}){_seeds_note(len(group))}",
+            label=f"{group[0]['label']} (intact: {base:.1%}{_seeds_note(len(group))})",
         )
         changes = np.array([m != "identity" for m in methods])
         ax.bar(
@@ -352,14 +351,14 @@ def lesion_figure(result: dict[str, Any], path: str | os.PathLike | None = None)
                 ecolor="black",
                 elinewidth=0.8,
                 capsize=2,
+                label=f"min to max over {len(group)} seeds" if k == 0 else None,
             )
     ax.axhline(0, color="black", lw=0.8)
     ax.margins(y=0.25)  # room for the legend above the bars
     ax.set_xticks(x, names, rotation=90, fontsize=8)
-    spread = f"; whiskers: min to max over {n_seeds} seeds" if n_seeds > 1 else ""
     ax.set(
         ylabel="accuracy drop (percentage points)",
-        title=f"deleting one block at test time (hatched: block changes shape{spread})",
+        title="deleting one block at test time (hatched: block changes shape)",
     )
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
