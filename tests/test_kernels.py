@@ -7,7 +7,7 @@ from conftest import readonly
 
 import nnscratch.functional as F
 from nnscratch.functional import fast
-from nnscratch.functional.fast import conv
+from nnscratch.functional.fast import scratch as scratch_space
 from nnscratch.functional.fast import workers as worker_pool
 
 
@@ -31,7 +31,7 @@ def test_chunked_conv_matches_naive(workers, chunk_images, stride, padding, rng,
     kw = {"stride": stride, "padding": padding}
     y_ref, cache_ref = F.conv2d_naive_forward(x, w, b, **kw)
     rows, L = 3 * 9, y_ref.shape[2] * y_ref.shape[3]
-    monkeypatch.setattr(conv, "CHUNK_BYTES", chunk_images * rows * L * x.itemsize)
+    monkeypatch.setattr(scratch_space, "CHUNK_BYTES", chunk_images * rows * L * x.itemsize)
     y, cache = fast.conv2d_forward(x, w, b, **kw)
     np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-10)
     dy = readonly(rng.standard_normal(y.shape))

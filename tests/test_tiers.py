@@ -14,7 +14,7 @@ import nnscratch
 import nnscratch.functional as readable
 import nnscratch.functional.fast as fast
 from nnscratch import models, nn
-from nnscratch.functional.fast.conv import im2col_kernel
+from nnscratch.functional.fast.im2col import im2col_kernel
 from nnscratch.functional.tiers import ops
 
 FAST_DIR = Path(fast.__file__).parent
