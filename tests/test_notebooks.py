@@ -32,8 +32,9 @@ def _read(name: str) -> nbformat.NotebookNode:
     return nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
 
 
-def test_seven_numbered_notebooks_each_with_its_source():
-    assert [n[:2] for n in NAMES] == [f"{k:02d}" for k in range(1, 8)]
+def test_numbered_notebooks_each_with_its_source():
+    assert len(NAMES) >= 9
+    assert [n[:2] for n in NAMES] == [f"{k:02d}" for k in range(1, len(NAMES) + 1)], "01, 02, ..."
     committed = sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     assert committed == NAMES, "every notebooks/src/NN_*.py has its notebooks/NN_*.ipynb and back"
 
