@@ -26,6 +26,11 @@ CONV_SWEEP = [
     (1, 5, 4, 4, 3, 3, 1, 3),
     (2, 2, 5, 7, 3, 7, 1, 3),
     (4, 8, 16, 16, 8, 3, 1, 1),
+    # 3x3, stride 1, padding 1 with 16+ channels: the fast tier's Winograd path (odd sizes
+    # crop its last tiles; a 1x1 or 2x9 plane is one tile high)
+    (2, 16, 5, 3, 17, 3, 1, 1),
+    (3, 16, 1, 1, 16, 3, 1, 1),
+    (1, 20, 2, 9, 16, 3, 1, 1),
 ]
 
 

@@ -13,6 +13,8 @@ math). What differs is how the work is laid out:
 - Scratch arrays are reused from call to call instead of being allocated anew.
 - A 1x1 convolution with stride 1 and no padding needs no im2col at all: ``x[n]``
   viewed as (C_in, H*W) already is its column matrix.
+- The 3x3, stride-1 layers use Winograd F(2x2, 3x3) (:mod:`.winograd`): 2.25x fewer
+  multiplications; :func:`conv_path` says which layers.
 """
 
 from __future__ import annotations
@@ -20,10 +22,29 @@ from __future__ import annotations
 import numpy as np
 
 from nnscratch.functional._checks import check_same_dtype, check_upstream, require_cache
-from nnscratch.functional.conv import Conv2dCache, conv_geometry
+from nnscratch.functional.conv import Conv2dCache, ConvGeometry, conv_geometry
+from nnscratch.functional.fast import winograd
 from nnscratch.functional.fast.im2col import col2im_kernel, im2col_kernel
 from nnscratch.functional.fast.scratch import image_chunks, scratch
 from nnscratch.functional.fast.workers import map_shares
+
+# Narrower layers stay with im2col (measured: docs/benchmarks.md).
+WINOGRAD_MIN_CHANNELS = 16
+
+
+def conv_path(x_shape: tuple[int, ...], w_shape: tuple[int, ...], g: ConvGeometry) -> str:
+    """Which algorithm computes this convolution: "winograd", "pointwise" or "im2col".
+
+    Winograd F(2x2, 3x3) for the 3x3, stride-1, padding-1 layers with at least
+    ``WINOGRAD_MIN_CHANNELS`` channels in and out, where it measures faster
+    (docs/benchmarks.md), unless the output is one pixel high or wide (a 2x2 tile would
+    compute four times what is kept); a 1x1 stride-1 layer needs no columns; im2col
+    for the rest.
+    """
+    wide = min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS
+    if winograd.applies(g) and wide and min(g.H_out, g.W_out) >= 2:
+        return "winograd"
+    return "pointwise" if g.pointwise else "im2col"
 
 
 def conv2d_forward(
@@ -37,11 +58,22 @@ def conv2d_forward(
     """Convolve x (N, C_in, H, W) with w (C_out, C_in, KH, KW) [+ b (C_out,)].
 
     Returns y (N, C_out, H_out, W_out) and the cache for :func:`conv2d_backward`.
-    Per chunk of nb images: ``Y = W2 @ cols``, (C_out, nb*L) -> y[n0:n1] (nb, C_out, L).
     """
     g = conv_geometry("conv2d", x, w, stride, padding)
     check_same_dtype("conv2d", "x", {"x": x, "w": w, "b": b})
     x = np.ascontiguousarray(x)
+    if conv_path(x.shape, w.shape, g) == "winograd":
+        y = winograd.winograd_forward(x, w)
+    else:
+        y = _gemm_forward(x, w, g)
+    if b is not None:
+        y += b[:, None, None]
+    return y, Conv2dCache(x, w, b is not None, g)
+
+
+def _gemm_forward(x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+    """y (N, C_out, H_out, W_out) by im2col + GEMM, per chunk of nb images:
+    ``Y = W2 @ cols``, (C_out, nb*L) -> y[n0:n1] (nb, C_out, L)."""
     N, C_in = x.shape[:2]
     C_out, L = w.shape[0], g.H_out * g.W_out
     w2 = w.reshape(C_out, -1)  # (C_out, K), K = C_in*KH*KW
@@ -63,29 +95,39 @@ def conv2d_forward(
                 y3[a:z] = y_chunk.reshape(C_out, z - a, L).transpose(1, 0, 2)
 
     map_shares(share, N, size=x.size * g.KH * g.KW + y.size)
-    if b is not None:
-        y3 += b[:, None]
-    return y, Conv2dCache(x, w, b is not None, g)
+    return y
 
 
 def conv2d_backward(
     dy: np.ndarray, cache: Conv2dCache
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Gradients (dx, dw, db) of conv2d from dy (N, C_out, H_out, W_out); db is None without bias.
+    """Gradients (dx, dw, db) of conv2d from dy (N, C_out, H_out, W_out); db is None without bias."""
+    require_cache("conv2d", cache)
+    x, w, has_bias, g = cache
+    N, C_out = x.shape[0], w.shape[0]
+    check_upstream("conv2d", dy, (N, C_out, g.H_out, g.W_out))
+    dy = np.ascontiguousarray(dy)
+    db = dy.sum(axis=(0, 2, 3)) if has_bias else None
+    if conv_path(x.shape, w.shape, g) == "winograd":
+        dx, dw = winograd.winograd_backward(dy, x, w)
+    else:
+        dx, dw = _gemm_backward(dy, x, w, g)
+    return dx, dw, db
 
-    Per chunk of nb images, with dY the chunk of dy as (C_out, nb*L):
+
+def _gemm_backward(
+    dy: np.ndarray, x: np.ndarray, w: np.ndarray, g: ConvGeometry
+) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, dw) by im2col + GEMM. Per chunk of nb images, with dY the chunk of dy as
+    (C_out, nb*L):
         dW2 += dY @ cols.T              (C_out, K)
         dx[n0:n1] = col2im(W2.T @ dY)   (K, nb*L) -> (nb, C_in, H, W)
     """
-    require_cache("conv2d", cache)
-    x, w, has_bias, g = cache
     N, C_in = x.shape[:2]
     C_out, L = w.shape[0], g.H_out * g.W_out
-    check_upstream("conv2d", dy, (N, C_out, g.H_out, g.W_out))
-    dy3 = np.ascontiguousarray(dy).reshape(N, C_out, L)
+    dy3 = dy.reshape(N, C_out, L)
     w2 = w.reshape(C_out, -1)  # (C_out, K)
     K = w2.shape[1]
-    db = dy3.sum(axis=(0, 2)) if has_bias else None
     dx = np.empty(x.shape, dtype=x.dtype)
 
     def share(n0: int, n1: int) -> np.ndarray:  # dx[n0:n1] and this share's part of dW2
@@ -113,4 +155,4 @@ def conv2d_backward(
     dw2, *others = map_shares(share, N, size=x.size * g.KH * g.KW + dy3.size)
     for part in others:
         dw2 += part
-    return dx, dw2.reshape(w.shape), db
+    return dx, dw2.reshape(w.shape)

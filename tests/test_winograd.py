@@ -1,0 +1,105 @@
+"""Winograd F(2x2, 3x3) in the fast tier: exact in float64, as accurate as im2col in float32,
+chosen by a rule that the tests pin down, correct in every share and chunk."""
+
+import numpy as np
+import pytest
+from conftest import readonly
+
+import nnscratch.functional as readable
+from nnscratch.functional.conv import conv_geometry
+from nnscratch.functional.fast import conv as fast_conv
+from nnscratch.functional.fast import scratch as scratch_space
+from nnscratch.functional.fast import winograd
+from nnscratch.functional.fast import workers as worker_pool
+
+
+def test_transforms_reproduce_one_tile_of_the_convolution(rng):
+    """A^T [(G g G^T) * (B^T d B)] A is the 2x2 valid correlation of a 4x4 tile with g."""
+    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    m = (winograd.G @ g @ winograd.G.T) * (winograd.B_T @ d @ winograd.B_T.T)
+    direct = np.array([[(d[i : i + 3, j : j + 3] * g).sum() for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(winograd.A_T @ m @ winograd.A_T.T, direct, atol=1e-13)
+
+
+def test_rotating_the_kernel_permutes_the_tile_positions(rng):
+    w = rng.standard_normal((3, 4, 3, 3))
+    rotated = winograd.transform_weight(np.ascontiguousarray(w[:, :, ::-1, ::-1]))
+    np.testing.assert_allclose(rotated, winograd.transform_weight(w)[winograd.ROTATED], atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, stride, padding, path",
+    [
+        ((2, 16, 8, 8), (16, 16, 3, 3), 1, 1, "winograd"),
+        ((2, 64, 5, 7), (128, 64, 3, 3), 1, 1, "winograd"),
+        ((2, 15, 8, 8), (16, 15, 3, 3), 1, 1, "im2col"),  # too narrow
+        ((2, 16, 8, 8), (8, 16, 3, 3), 1, 1, "im2col"),
+        ((2, 16, 8, 8), (16, 16, 3, 3), 2, 1, "im2col"),  # strided
+        ((2, 16, 8, 8), (16, 16, 3, 3), 1, 0, "im2col"),  # unpadded
+        ((2, 16, 8, 8), (16, 16, 5, 5), 1, 1, "im2col"),
+        ((2, 16, 1, 1), (16, 16, 3, 3), 1, 1, "im2col"),  # one pixel: 3/4 of a tile wasted
+        ((2, 16, 1, 8), (16, 16, 3, 3), 1, 1, "im2col"),
+        ((2, 16, 2, 2), (16, 16, 3, 3), 1, 1, "winograd"),
+        ((2, 16, 8, 8), (32, 16, 1, 1), 1, 0, "pointwise"),
+        ((2, 16, 8, 8), (32, 16, 1, 1), 2, 0, "im2col"),
+    ],
+)
+def test_the_rule_that_chooses_the_path(x_shape, w_shape, stride, padding, path, monkeypatch):
+    x, w = np.zeros(x_shape), np.zeros(w_shape)
+    g = conv_geometry("t", x, w, stride, padding)
+    assert fast_conv.conv_path(x.shape, w.shape, g) == path
+    calls = []
+    monkeypatch.setattr(winograd, "winograd_forward", lambda *a: calls.append(a) or 1 / 0)
+    if path == "winograd":
+        with pytest.raises(ZeroDivisionError):
+            fast_conv.conv2d_forward(x, w, stride=stride, padding=padding)
+        assert len(calls) == 1
+    else:
+        fast_conv.conv2d_forward(x, w, stride=stride, padding=padding)
+        assert not calls
+
+
+@pytest.mark.parametrize("workers, chunk_images", [(1, 1), (3, 1), (3, 2), (2, 64)])
+def test_every_share_and_chunk(workers, chunk_images, rng, monkeypatch):
+    """Uneven shares of 7 images, chunks of 1-2 images or all, odd plane sizes."""
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
+    monkeypatch.setattr(worker_pool, "_available_cores", lambda: 4)
+    monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)
+    for H, W in ((6, 6), (5, 3), (1, 1), (1, 4)):
+        x = rng.standard_normal((7, 16, H, W))
+        w = rng.standard_normal((17, 16, 3, 3))
+        L = ((H + 1) // 2) * ((W + 1) // 2)
+        monkeypatch.setattr(scratch_space, "CHUNK_BYTES", chunk_images * 16 * 17 * L * 8)
+        y = winograd.winograd_forward(x, w)  # directly: the rule skips one-pixel planes
+        y_ref, cache_ref = readable.conv2d_naive_forward(x, w, padding=1)
+        np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-11)
+        dy = readonly(rng.standard_normal(y.shape))
+        dx, dw = winograd.winograd_backward(dy, x, w)
+        dx_ref, dw_ref, _ = readable.conv2d_naive_backward(dy, cache_ref)
+        np.testing.assert_allclose(dx, dx_ref, rtol=0, atol=1e-11)
+        np.testing.assert_allclose(dw, dw_ref, rtol=0, atol=1e-10)
+
+
+def float32_errors(x64, w64, dy64, path, monkeypatch):
+    """|float32 - float64 truth| / |truth| (Frobenius norms) of y, dx and dw on one path.
+
+    (The max-entry error is the same to within its noise: it moves by about 30% from
+    one random draw to the next, the norm by under 2%.)"""
+    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS", 1 if path == "winograd" else 10**9)
+    truth_y, cache = readable.conv2d_forward(x64, w64, padding=1)
+    truth = [truth_y, *readable.conv2d_backward(dy64, cache)[:2]]
+    y, cache32 = fast_conv.conv2d_forward(x64.astype(np.float32), w64.astype(np.float32), padding=1)
+    got = [y, *fast_conv.conv2d_backward(dy64.astype(np.float32), cache32)[:2]]
+    return [np.linalg.norm(g - t) / np.linalg.norm(t) for g, t in zip(got, truth)]
+
+
+@pytest.mark.parametrize("channels, size", [(64, 32), (128, 16), (256, 8), (512, 4)])
+def test_float32_error_at_most_twice_im2col(channels, size, rng, monkeypatch):
+    """ResNet-18's 3x3 stride-1 layers (batch 4), He-initialised weights."""
+    x = np.abs(rng.standard_normal((4, channels, size, size)))  # post-ReLU inputs
+    w = rng.standard_normal((channels, channels, 3, 3)) * np.sqrt(2 / (9 * channels))
+    dy = rng.standard_normal((4, channels, size, size))
+    wino = float32_errors(x, w, dy, "winograd", monkeypatch)
+    im2col = float32_errors(x, w, dy, "im2col", monkeypatch)
+    for name, a, b in zip(("y", "dx", "dw"), wino, im2col):
+        assert a <= 2 * b, f"{name}: Winograd {a:.2e} against im2col {b:.2e}"
