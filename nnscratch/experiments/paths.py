@@ -359,12 +359,12 @@ def reorder_blocks(
 ) -> dict[str, Any]:
     """Test accuracy after s random swaps of same-shape blocks, s = 0..max_swaps (Fig. 5b).
 
-    One swap: every pair of :func:`swappable_pairs` if there are at most ``draws``, else
-    ``draws`` random ones; s swaps: ``draws`` random sequences of s pairs, applied one
-    after the other. Each result has the block order's Kendall tau against the original.
-    Returns ``{"pairs": swappable pairs, "rows"}``, one row per s: ``{"swaps": s,
-    "orders", "kendall_tau", "accuracies"}`` and the mean, std, min and max of the
-    accuracies. No swappable pair: rows for s = 0 only.
+    s swaps: s distinct pairs of :func:`swappable_pairs` applied one after the other (so a
+    pair is never swapped back), all of the possible sequences if there are at most
+    ``draws``, else ``draws`` random ones; s stops at the number of pairs. Each result has
+    the block order's Kendall tau against the original. Returns ``{"pairs": swappable
+    pairs, "rows"}``, one row per s: ``{"swaps": s, "orders", "kendall_tau",
+    "accuracies"}`` and the mean, std, min and max of the accuracies.
     """
     if draws < 1 or max_swaps < 0:
         raise ValueError(
@@ -373,13 +373,14 @@ def reorder_blocks(
     pairs = swappable_pairs(model)
     rng = np.random.default_rng(seed)
     rows = []
-    for s in range(max_swaps + 1 if pairs else 1):
-        if s == 0:
-            sequences = [[]]
-        elif s == 1 and len(pairs) <= draws:
-            sequences = [[pair] for pair in pairs]
+    for s in range(min(max_swaps, len(pairs)) + 1):
+        if math.perm(len(pairs), s) <= draws:
+            sequences = [list(p) for p in itertools.permutations(pairs, s)]
         else:
-            sequences = [[pairs[i] for i in rng.integers(len(pairs), size=s)] for _ in range(draws)]
+            sequences = [
+                [pairs[i] for i in rng.choice(len(pairs), size=s, replace=False)]
+                for _ in range(draws)
+            ]
         orders, accuracies = [], []
         for swaps in sequences:
             with blocks_swapped(model, swaps) as order:
@@ -567,11 +568,12 @@ def summary_lines(run: dict[str, Any]) -> list[str]:
         gradients = (run["gradients"] or {}).get(when)
         if gradients is not None:
             e = effective_lengths(gradients)
+            n = gradients["blocks"]
             lines.append(
                 f"  gradient ({when}): paths of length {e['shortest']}..{e['longest']} carry "
-                f"{e['share']:.0%} of the total (they are {e['path_fraction']:.0%} of the "
-                f"{2 ** gradients['blocks']} paths); gradient-weighted mean length "
-                f"{e['mean_length']:.1f} of {gradients['blocks']} blocks"
+                f"{e['share']:.0%} of the total ({e['path_fraction']:.0%} of the {2**n} "
+                f"paths); mean length weighted by gradient {e['mean_length']:.1f}, "
+                f"by number of paths {n / 2:g}"
             )
     lines.append(
         "  k blocks deleted, mean accuracy: "
