@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from nnscratch import bench, cli
@@ -74,6 +75,38 @@ def test_breakdown_sums_to_the_step(tiny_result):
     assert sum(b["fractions"].values()) == pytest.approx(1.0, rel=1e-6)
     assert b["seconds"]["conv_forward"] > 0 and b["seconds"]["conv_backward"] > 0
     assert b["seconds"]["batch_norm"] > 0 and b["seconds"]["optimizer"] > 0
+
+
+def test_every_convolution_timed_with_its_shape_and_path(tiny_result):
+    b = tiny_result["nnscratch"]["breakdown"]
+    convs = b["convolutions"]
+    assert len(convs) == 1 + 18 + 0  # resnet20: the stem and two per block, zero-pad shortcuts
+    first, wide = convs[0], convs[-1]
+    assert (
+        first["name"] == "conv1" and first["input"] == [3, 8, 8] and first["weight"] == [4, 3, 3, 3]
+    )
+    assert first["path"] == "im2col"  # 3 channels in: too narrow for Winograd
+    assert wide["name"] == "layer3.2.conv2" and wide["input"] == [16, 2, 2]
+    assert wide["path"] == "winograd" and wide["forward_flop"] == 2 * 4 * 2 * 2 * 16 * 16 * 9
+    in_layers = sum(c["forward_s"] for c in convs)
+    assert in_layers == pytest.approx(b["seconds"]["conv_forward"], rel=0.05)
+    assert sum(c["backward_s"] for c in convs) <= b["seconds"]["conv_backward"] * 1.05
+    text = bench.format_table(tiny_result)
+    assert "16x2x2" in text and "winograd" in text
+
+
+def test_winograd_can_be_switched_off(monkeypatch, rng):
+    from nnscratch.functional.conv import conv_geometry
+    from nnscratch.functional.fast.conv import conv_path
+
+    x, w = np.zeros((2, 16, 8, 8)), np.zeros((16, 16, 3, 3))
+    g = conv_geometry("t", x, w, 1, 1)
+    assert conv_path(x.shape, w.shape, g) == "winograd"
+    monkeypatch.setenv("NNSCRATCH_WINOGRAD", "0")
+    assert conv_path(x.shape, w.shape, g) == "im2col"
+    monkeypatch.setenv("NNSCRATCH_WINOGRAD", "yes")
+    with pytest.raises(ValueError, match="NNSCRATCH_WINOGRAD must be 0 or 1, got 'yes'"):
+        conv_path(x.shape, w.shape, g)
 
 
 def test_human_table(tiny_result):

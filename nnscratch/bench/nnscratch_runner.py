@@ -82,16 +82,19 @@ class NnRunner:
         around every leaf layer's forward and backward (removed afterwards)."""
         totals = {name: [] for name in (*CATEGORIES, "step")}
         clock: dict[str, float] = {}
+        convs = {name: m for name, m in self.model.named_modules() if isinstance(m, self.nn.Conv2d)}
+        per_conv = {(name, d): [] for name in convs for d in ("forward", "backward")}
         undo = self._install_timers(clock)
         try:
             for _ in range(steps):
                 clock.clear()
                 clock.update(dict.fromkeys(CATEGORIES, 0.0))
+                clock.update(dict.fromkeys(per_conv, 0.0))
                 step = timed(self._timed_train_step(clock))
                 measured = sum(clock[c] for c in CATEGORIES if c != "other")
                 clock["other"] = step - measured
-                for c in CATEGORIES:
-                    totals[c].append(clock[c])
+                for c in (*CATEGORIES, *per_conv):
+                    (totals[c] if c in totals else per_conv[c]).append(clock[c])
                 totals["step"].append(step)
         finally:
             undo()
@@ -101,8 +104,33 @@ class NnRunner:
             "step_s": step,
             "seconds": seconds,
             "fractions": {c: s / step for c, s in seconds.items()},
+            "convolutions": [
+                {
+                    **self._conv_description(name, module),
+                    "forward_s": statistics.median(per_conv[name, "forward"]),
+                    "backward_s": statistics.median(per_conv[name, "backward"]),
+                }
+                for name, module in convs.items()
+            ],
             "note": "other = step time minus the timed layers: residual adds, flatten, "
             "zero_grad and Python overhead",
+        }
+
+    def _conv_description(self, name: str, conv) -> dict:
+        """Name, shape, the path the fast tier takes and the multiply-adds of one convolution."""
+        from nnscratch.functional.conv import conv_geometry
+        from nnscratch.functional.fast.conv import conv_path
+
+        x_shape = self._conv_inputs[name]
+        x = self.np.empty(x_shape, dtype=conv.weight.dtype)
+        g = conv_geometry("conv2d", x, conv.weight.data, conv.stride, conv.padding)
+        return {
+            "name": name,
+            "input": list(x_shape[1:]),
+            "weight": list(conv.weight.shape),
+            "stride": g.sh,
+            "path": conv_path(x_shape, conv.weight.shape, g),
+            "forward_flop": 2 * x_shape[0] * g.H_out * g.W_out * conv.weight.data.size,
         }
 
     def _timed_train_step(self, clock: dict):
@@ -122,7 +150,6 @@ class NnRunner:
         """Wrap forward/backward of each leaf layer (and the loss) by instance attributes."""
         nn = self.nn
         kinds = [
-            (nn.Conv2d, "conv_forward", "conv_backward"),
             (nn.BatchNorm2d, "batch_norm", "batch_norm"),
             (nn.ReLU, "relu", "relu"),
             (nn.MaxPool2d, "pooling", "pooling"),
@@ -131,7 +158,18 @@ class NnRunner:
             (nn.CrossEntropyLoss, "linear_loss", "linear_loss"),
         ]
         wrapped = []
+        names = {id(m): name for name, m in self.model.named_modules()}
+        self._conv_inputs = {}
         for module in [*self.model.modules(), self.criterion]:
+            if isinstance(module, nn.Conv2d):  # each convolution's own time and input shape
+                name = names[id(module)]
+                forward = _noting_input(module.forward, name, self._conv_inputs)
+                forward = _timer(forward, (name, "forward"), clock)
+                backward = _timer(module.backward, (name, "backward"), clock)
+                module.__dict__["forward"] = _timer(forward, "conv_forward", clock)
+                module.__dict__["backward"] = _timer(backward, "conv_backward", clock)
+                wrapped.append(module)
+                continue
             for cls, forward_kind, backward_kind in kinds:
                 if isinstance(module, cls):
                     for method, kind in (("forward", forward_kind), ("backward", backward_kind)):
@@ -157,3 +195,13 @@ def _timer(function, kind: str, clock: dict):
             clock[kind] += time.perf_counter() - start
 
     return timed
+
+
+def _noting_input(forward, name: str, inputs: dict):
+    """``forward`` that notes the shape of its input under ``name``."""
+
+    def noted(x, *args, **kwargs):
+        inputs[name] = x.shape
+        return forward(x, *args, **kwargs)
+
+    return noted

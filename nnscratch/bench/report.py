@@ -79,6 +79,8 @@ def format_table(result: dict) -> str:
                 f"    {name.replace('_', ' '):<22}{b['seconds'][name]:>9.3f} s"
                 f"{100 * b['fractions'][name]:>7.1f} %"
             )
+        if b.get("convolutions"):
+            lines += ["", *conv_table(b["convolutions"])]
     lines += ["", f"memory: {result['memory_method']}"]
     if ratio:
         lines.append("ratio: nnscratch / torch (above 1 is faster for images/s, larger otherwise)")
@@ -108,3 +110,27 @@ def format_table(result: dict) -> str:
     if layer is not None:
         lines.append(f"numba: {count(nn['setup']['numba_threads'], 'thread')}, layer {layer}")
     return "\n".join(lines)
+
+
+def conv_table(convolutions: list[dict]) -> list[str]:
+    """The convolutions of one training step grouped by shape: time, rate and path."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in convolutions:
+        key = (tuple(c["input"]), tuple(c["weight"]), c["stride"], c["path"])
+        groups.setdefault(key, []).append(c)
+    lines = [
+        "  convolutions by shape (summed over the layers of each shape; GFLOP/s counts the "
+        "multiply-adds of a direct convolution, x2 for the backward pass):",
+        f"    {'input':<14}{'weight':<18}{'stride':>6}  {'path':<10}{'layers':>6}"
+        f"{'forward ms':>12}{'GFLOP/s':>9}{'backward ms':>13}{'GFLOP/s':>9}",
+    ]
+    for (x, w, stride, path), members in groups.items():
+        forward = sum(c["forward_s"] for c in members)
+        backward = sum(c["backward_s"] for c in members)
+        flop = sum(c["forward_flop"] for c in members)
+        lines.append(
+            f"    {'x'.join(map(str, x)):<14}{'x'.join(map(str, w)):<18}{stride:>6}  "
+            f"{path:<10}{len(members):>6}{1e3 * forward:>12.1f}{flop / forward / 1e9:>9.0f}"
+            f"{1e3 * backward:>13.1f}{2 * flop / backward / 1e9:>9.0f}"
+        )
+    return lines

@@ -19,6 +19,8 @@ math). What differs is how the work is laid out:
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from nnscratch.functional._checks import check_same_dtype, check_upstream, require_cache
@@ -32,6 +34,14 @@ from nnscratch.functional.fast.workers import map_shares
 WINOGRAD_MIN_CHANNELS = 16
 
 
+def winograd_enabled() -> bool:
+    """False when ``NNSCRATCH_WINOGRAD=0``: every convolution then takes im2col (to compare)."""
+    value = os.environ.get("NNSCRATCH_WINOGRAD", "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"NNSCRATCH_WINOGRAD must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def conv_path(x_shape: tuple[int, ...], w_shape: tuple[int, ...], g: ConvGeometry) -> str:
     """Which algorithm computes this convolution: "winograd", "pointwise" or "im2col".
 
@@ -42,7 +52,7 @@ def conv_path(x_shape: tuple[int, ...], w_shape: tuple[int, ...], g: ConvGeometr
     for the rest.
     """
     wide = min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS
-    if winograd.applies(g) and wide and min(g.H_out, g.W_out) >= 2:
+    if winograd_enabled() and winograd.applies(g) and wide and min(g.H_out, g.W_out) >= 2:
         return "winograd"
     return "pointwise" if g.pointwise else "im2col"
 
