@@ -175,9 +175,13 @@ def tiny_test_set(n=48):
 
 
 def logits(model, x):
+    """Eval-mode logits; the model's mode is left as it was."""
+    training = model.training
     model.eval()
     with nn.no_grad():
-        return model(x)
+        y = model(x)
+    model.train(training)
+    return y
 
 
 def test_deleting_no_block_is_the_baseline_and_deleting_changes_the_net(rng):
@@ -196,6 +200,18 @@ def test_deleting_no_block_is_the_baseline_and_deleting_changes_the_net(rng):
         assert np.abs(logits(model, x) - before).max() > 1e-3
     np.testing.assert_array_equal(logits(model, x), before)
     assert list(model.modules()) == blocks
+
+
+def test_deleting_pre_activation_blocks_leaves_their_shared_batch_norm_alone(rng):
+    """The first block and the downsampling ones share bn1-relu1 with their shortcut: a
+    deleted one must normalise with its running statistics and leave them as they were."""
+    model = randomise_statistics(build_model("preact_resnet14", width=0.25, seed=8), rng).train()
+    state = model.state_dict()
+    test, transform = tiny_test_set()
+    paths.delete_blocks(model, test, transform, draws=2)
+    assert all(m.training for m in model.modules())
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, state[key], err_msg=key)
 
 
 def test_swapping_two_blocks_changes_the_forward_and_is_undone(rng):

@@ -249,16 +249,23 @@ def _slots(model: Module) -> list[tuple[Module, str, ResidualBlock]]:
 @contextlib.contextmanager
 def blocks_deleted(model: Module, deleted: Sequence[int]) -> Iterator[None]:
     """Inside the block, the blocks ``deleted`` (forward-order indices) are replaced by
-    :class:`~nnscratch.experiments.lesion.BranchRemoved`: the shortcut alone."""
+    :class:`~nnscratch.experiments.lesion.BranchRemoved`: the shortcut alone.
+
+    The deleted blocks are put in eval mode meanwhile: a stand-in keeps the BN-ReLU that a
+    pre-activation block shares with its shortcut in a plain list, where ``model.eval()``
+    does not reach it, and in training mode that batch norm would normalise with batch
+    statistics and overwrite its running ones.
+    """
     slots = _slots(model)
+    modes = [block.training for _, _, block in slots]
     try:
         for index in deleted:
             parent, attribute, block = slots[index]
-            setattr(parent, attribute, BranchRemoved(block))
+            setattr(parent, attribute, BranchRemoved(block.eval()))
         yield
     finally:
-        for parent, attribute, block in slots:
-            setattr(parent, attribute, block)
+        for (parent, attribute, block), training in zip(slots, modes):
+            setattr(parent, attribute, block.train(training))
 
 
 def swappable_pairs(model: Module) -> list[tuple[int, int]]:
