@@ -792,3 +792,80 @@ def test_autocorrelation():
     for case in _exercise("autocorrelation").cases():
         s = case.args["s"]
         np.testing.assert_allclose(exercises.reference("autocorrelation")(s), library(s))
+
+
+# ----------------------------------------------------------------------- pre-activation blocks
+def learner_preact_backward(dy, out, pre, branch, short, shared, mistake=None):
+    """Each side's gradient first, then where the shared BN-ReLU (if any) sits."""
+    d = np.where(out > 0, dy, 0.0) if mistake == "mask" else dy
+    parts = {"branch": branch(d), "shortcut": short(d)}
+    if mistake == "no shortcut":
+        parts["shortcut"] = np.zeros_like(parts["shortcut"])
+    if mistake == "minus":
+        parts["shortcut"] = -parts["shortcut"]
+    through_pre = shared or mistake == "always through pre"
+    if mistake == "shortcut outside":
+        through_pre = False
+    if through_pre:
+        return pre(parts["branch"] + parts["shortcut"])
+    return parts["shortcut"] + pre(parts["branch"])
+
+
+def test_preact_residual_backward():
+    check_learner(
+        "preact_residual_backward",
+        learner_preact_backward,
+        {
+            "mask": "has no ReLU after the `+`",
+            "no shortcut": "the shortcut's gradient is missing",
+            "shortcut outside": "with shared=True the BN-ReLU comes before the split",
+            "always through pre": "with shared=False the shortcut carries x itself",
+        },
+        "minus",
+        "dx is wrong in 4 of 4 cases",
+    )
+    rejected(
+        "preact_residual_backward",
+        lambda dy, out, pre, branch, short, shared: branch(dy) + short(dy),
+        "must go back through pre_backward too",
+    )
+
+    def masking_in_place(dy, out, pre, branch, short, shared):
+        dy[out <= 0] = 0
+        return learner_preact_backward(dy, out, pre, branch, short, shared)
+
+    rejected("preact_residual_backward", masking_in_place, "writes into one of its inputs")
+
+
+def learner_unrolled(d_top, branch_backwards, mistake=None):
+    """Index by index from the top, keeping every intermediate gradient."""
+    n = len(branch_backwards)
+    order = range(n) if mistake == "bottom up" else range(n - 1, -1, -1)
+    grads = [d_top]  # dL/dx_n, dL/dx_{n-1}, ...
+    for k in order:
+        g = grads[-1]
+        part = branch_backwards[k](d_top if mistake == "top for all" else g)
+        if mistake == "halved":
+            part = 0.5 * part
+        grads.append(part if mistake == "plain" else g + part)
+    return grads[-1] - d_top if mistake == "no top" else grads[-1]
+
+
+def test_unrolled_gradient():
+    check_learner(
+        "unrolled_gradient",
+        learner_unrolled,
+        {
+            "top for all": "each branch receives the gradient at its own output",
+            "bottom up": "backward starts at the top",
+            "plain": "that is a plain net",
+            "no top": "d_top itself is a term",
+        },
+        "halved",
+        "dx is wrong in 4 of 4 cases",
+    )
+    # With one block, the order and the top-for-all mistakes are right: the other cases catch them.
+    message = rejected(
+        "unrolled_gradient", functools.partial(learner_unrolled, mistake="bottom up")
+    )
+    assert "in 3 of 4 cases" in message

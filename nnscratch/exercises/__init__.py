@@ -25,6 +25,7 @@ from nnscratch.exercises.optim import SGD_MOMENTUM_STEP
 from nnscratch.exercises.paths import PATH_LENGTH_COUNTS, ROUTED_GRADIENT
 from nnscratch.exercises.pca import PCA_2D
 from nnscratch.exercises.pooling import GLOBAL_AVG_POOL_BACKWARD, MAX_POOL_BACKWARD
+from nnscratch.exercises.preact import PREACT_RESIDUAL_BACKWARD, UNROLLED_GRADIENT
 from nnscratch.exercises.questions import BASIC_BLOCK_PARAMS, ONE_LAYER_GAIN
 from nnscratch.exercises.relu import RELU_BACKWARD
 from nnscratch.exercises.residual import RESIDUAL_BACKWARD
@@ -43,6 +44,8 @@ _TEACHING_ORDER = (
     BATCH_NORM_BACKWARD,
     CROSS_ENTROPY,
     RESIDUAL_BACKWARD,
+    PREACT_RESIDUAL_BACKWARD,
+    UNROLLED_GRADIENT,
     SGD_MOMENTUM_STEP,
     HE_STD,
     ONE_LAYER_GAIN,
