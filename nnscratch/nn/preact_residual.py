@@ -51,5 +51,8 @@ class PreActResidualBlock(ResidualBlock):
         return self.add
 
     def zero_init_branch(self) -> None:
-        """Zero the branch's last convolution (it ends in a convolution, not a batch norm)."""
-        self.branch_layers()[-1].weight.data[...] = 0
+        """Zero the branch's last convolution, weight and bias (it ends in a convolution)."""
+        last = self.branch_layers()[-1]
+        last.weight.data[...] = 0
+        if last.bias is not None:
+            last.bias.data[...] = 0
