@@ -155,6 +155,15 @@ def test_gradient_by_path_length_samples_each_length_and_leaves_the_model_as_it_
         paths.gradient_by_path_length(build_model("resnet8", residual=False), x, np.zeros(4))
 
 
+def test_subsets_are_distinct_and_all_of_them_when_few(rng):
+    assert paths.choose_subsets(4, 2, 6, rng) == [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    assert paths.choose_subsets(3, 0, 1, rng) == [()]
+    drawn = paths.choose_subsets(9, 1, 8, rng)  # 8 of the 9 single blocks
+    assert len(set(drawn)) == 8 and all(len(s) == 1 and 0 <= s[0] < 9 for s in drawn)
+    drawn = paths.choose_subsets(54, 20, 30, rng)
+    assert len(set(drawn)) == 30 and all(len(set(s)) == 20 for s in drawn)
+
+
 def test_effective_lengths_is_the_shortest_window_carrying_the_fraction():
     shares = [0.05, 0.5, 0.3, 0.1, 0.05]
     gradients = {"lengths": [{"share": s, "paths": math.comb(4, k)} for k, s in enumerate(shares)]}

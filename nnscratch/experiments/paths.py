@@ -134,11 +134,14 @@ def sum_over_paths(
 
 
 def choose_subsets(n: int, k: int, draws: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
-    """Subsets of k of the n blocks: all C(n, k) of them if there are at most ``draws``,
-    else ``draws`` random ones (each k distinct blocks; a subset may come up twice)."""
+    """Distinct subsets of k of the n blocks: all C(n, k) of them if there are at most
+    ``draws``, else ``draws`` drawn at random (uniformly, without repeats)."""
     if math.comb(n, k) <= draws:
         return list(itertools.combinations(range(n), k))
-    return [tuple(sorted(rng.choice(n, size=k, replace=False).tolist())) for _ in range(draws)]
+    chosen: dict[tuple[int, ...], None] = {}  # in the order drawn
+    while len(chosen) < draws:
+        chosen[tuple(sorted(rng.choice(n, size=k, replace=False).tolist()))] = None
+    return list(chosen)
 
 
 def _spread(values: Sequence[float]) -> dict[str, float]:
@@ -163,7 +166,7 @@ def gradient_by_path_length(
 
     One forward of the batch x (N, C, H, W) in training mode (batch statistics, as in a
     training step), the cross-entropy gradient of each image, dlogits = softmax - onehot
-    (the summed loss); then for each length k, ``samples`` paths (all C(n, k) if there are
+    (the summed loss); then for each length k, ``samples`` distinct paths (all C(n, k) if there are
     no more) and for each the routed gradient g_S (N, C, H, W), measured as the mean over
     images of |g_S[i]|_2. Per length: the sampled magnitudes and their mean, std, min and
     max; ``total`` = C(n, k) * mean, the gradient all paths of length k would carry if
@@ -325,7 +328,7 @@ def delete_blocks(
 ) -> dict[str, Any]:
     """Test accuracy with k random blocks deleted, k = 0..n (Veit et al. Fig. 5a).
 
-    For each k, ``draws`` random sets of k blocks (all C(n, k) sets if there are no more),
+    For each k, ``draws`` distinct random sets of k blocks (all C(n, k) sets if there are no more),
     each replaced by its shortcut (:class:`~nnscratch.experiments.lesion.BranchRemoved`),
     the model restored after each. Returns ``{"blocks": n, "baseline_accuracy", "rows"}``,
     one row per k: ``{"deleted": k, "sets", "exhaustive", "accuracies"}`` and the mean,
