@@ -166,9 +166,9 @@ def gradient_by_path_length(
 
     One forward of the batch x (N, C, H, W) in training mode (batch statistics, as in a
     training step), the cross-entropy gradient of each image, dlogits = softmax - onehot
-    (the summed loss); then for each length k, ``samples`` distinct paths (all C(n, k) if there are
-    no more) and for each the routed gradient g_S (N, C, H, W), measured as the mean over
-    images of |g_S[i]|_2. Per length: the sampled magnitudes and their mean, std, min and
+    (the summed loss); then for each length k, ``samples`` distinct paths (all C(n, k) if
+    there are no more) and for each the routed gradient g_S (N, C, H, W), measured as the
+    mean over images of |g_S[i]|_2. Per length: the sampled magnitudes and their mean, std, min and
     max; ``total`` = C(n, k) * mean, the gradient all paths of length k would carry if
     magnitudes added (Veit et al.'s weighting); ``share`` = total / sum of totals.
     ``full`` is the same measure of the whole gradient. The model is left as it was
@@ -328,8 +328,8 @@ def delete_blocks(
 ) -> dict[str, Any]:
     """Test accuracy with k random blocks deleted, k = 0..n (Veit et al. Fig. 5a).
 
-    For each k, ``draws`` distinct random sets of k blocks (all C(n, k) sets if there are no more),
-    each replaced by its shortcut (:class:`~nnscratch.experiments.lesion.BranchRemoved`),
+    For each k, ``draws`` distinct random sets of k blocks (all C(n, k) sets if there are
+    no more), each replaced by its shortcut (:class:`~nnscratch.experiments.lesion.BranchRemoved`),
     the model restored after each. Returns ``{"blocks": n, "baseline_accuracy", "rows"}``,
     one row per k: ``{"deleted": k, "sets", "exhaustive", "accuracies"}`` and the mean,
     std, min and max of the accuracies.
