@@ -1,4 +1,4 @@
-"""``nnscratch paths``: a residual net as an ensemble of relatively shallow paths (Veit et al. 2016)."""
+"""``nnscratch paths``: a residual net as an ensemble of shallow paths (Veit et al. 2016)."""
 
 from __future__ import annotations
 

@@ -486,9 +486,10 @@ def paths_study(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` and its plain twin briefly (as :func:`~nnscratch.experiments.lesion.lesion_study`),
-    then measure both with :func:`net_paths`; the residual net's ``initial`` gradients are
-    those of its own weights before training.
+    """Train ``model`` and its plain twin briefly (as
+    :func:`~nnscratch.experiments.lesion.lesion_study` does), then measure both with
+    :func:`net_paths`; the residual net's ``initial`` gradients are those of its own
+    weights before training.
 
     Returns ``{"config", "distribution", "runs"}``: the path-length distribution of the
     residual net, and per net ``{"label", "training", **net_paths(...)}``.
