@@ -54,10 +54,38 @@ def applies(g: ConvGeometry) -> bool:
 
 
 def transform_weight(w: np.ndarray) -> np.ndarray:
-    """U (16, C_out, C_in) = G g G^T for every kernel g = w[c_out, c_in] (3x3)."""
+    """U (16, C_out, C_in) = G g G^T for every kernel g = w[c_out, c_in] (3x3).
+
+    One product (16, 9) @ (9, C_in) per output channel, in shares across the cores (a
+    multithreaded BLAS call here would leave BLAS's threads spinning on the cores the
+    next convolution's workers need).
+    """
     C_out, C_in = w.shape[:2]
-    kernels = np.ascontiguousarray(w.reshape(C_out * C_in, 9).T)  # (9, C_out*C_in)
-    return (WEIGHT_TRANSFORM.astype(w.dtype) @ kernels).reshape(16, C_out, C_in)
+    kernels = w.reshape(C_out * C_in, 9)
+    transform = WEIGHT_TRANSFORM.astype(w.dtype)
+    U = np.empty((16, C_out * C_in), dtype=w.dtype)
+
+    def share(n0: int, n1: int) -> None:  # output channels n0 .. n1-1
+        a, b = n0 * C_in, n1 * C_in
+        np.matmul(transform, np.ascontiguousarray(kernels[a:b].T), out=U[:, a:b])
+
+    map_shares(share, C_out, size=U.size)
+    return U.reshape(16, C_out, C_in)
+
+
+def _weight_gradient(dU: np.ndarray) -> np.ndarray:
+    """dw (C_out, C_in, 3, 3) from dU (16, C_out, C_in): the transpose of U = kron(G, G) g."""
+    _, C_out, C_in = dU.shape
+    transform = WEIGHT_TRANSFORM.astype(dU.dtype)
+    dw = np.empty((C_out * C_in, 9), dtype=dU.dtype)
+    flat = dU.reshape(16, C_out * C_in)
+
+    def share(n0: int, n1: int) -> None:  # output channels n0 .. n1-1, on one core
+        a, b = n0 * C_in, n1 * C_in
+        np.matmul(flat[:, a:b].T, transform, out=dw[a:b])
+
+    map_shares(share, C_out, size=flat.size)
+    return dw.reshape(C_out, C_in, 3, 3)
 
 
 def _tiles(H: int, W: int) -> tuple[int, int]:
@@ -146,5 +174,4 @@ def winograd_backward(
     dU, *others = map_shares(share, N, size=x.size * 4 + dy.size)
     for part in others:
         dU += part
-    dw = WEIGHT_TRANSFORM.T.astype(dtype) @ dU.reshape(16, C_out * C_in)  # (9, C_out*C_in)
-    return dx, np.ascontiguousarray(dw.T).reshape(C_out, C_in, 3, 3)
+    return dx, _weight_gradient(dU)
