@@ -36,6 +36,7 @@ from nnscratch.experiments.lesion import BranchRemoved
 from nnscratch.experiments.network_parts import residual_blocks
 from nnscratch.experiments.networks import build_model
 from nnscratch.experiments.short_training import train_steps
+from nnscratch.experiments.subsets import subset_splits
 from nnscratch.functional.loss import cross_entropy_backward, cross_entropy_forward
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.module import Module, retain_caches
@@ -516,6 +517,7 @@ def paths_study(
         seed=seed,
     )
     splits = load_splits(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seed)
+    splits = subset_splits(splits, n_train, n_test)  # a real dataset comes whole: cut it
     transform = builders.eval_transform(splits.mean, splits.std)
 
     def build(residual: bool) -> ImageClassifier:  # the same seed: the same initial weights
