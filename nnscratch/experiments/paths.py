@@ -95,7 +95,7 @@ def routed_backward(model: Module, dy: np.ndarray, main: Sequence[int] | None) -
 
 
 @contextlib.contextmanager
-def _gradients_kept(model: Module) -> Iterator[None]:
+def _model_restored(model: Module) -> Iterator[None]:
     """Undo what measuring does to the model: parameter gradients and BN running stats."""
     grads = [param.grad.copy() for param in model.parameters()]
     state = model.state_dict()
@@ -120,7 +120,7 @@ def sum_over_paths(
     n = len(_blocks(model))
     if n > max_blocks:
         raise ValueError(f"{n} blocks make 2^{n} paths; at most {max_blocks} blocks (max_blocks)")
-    with _gradients_kept(model), retain_caches():
+    with _model_restored(model), retain_caches():
         model(x)
         full = routed_backward(model, dy, None)
         path_sum = np.zeros_like(full)
@@ -182,7 +182,7 @@ def gradient_by_path_length(
     distribution = path_length_distribution(n)
     was_training = model.training
     rows = []
-    with _gradients_kept(model), retain_caches():
+    with _model_restored(model), retain_caches():
         model.train()
         try:
             logits = model(x)
