@@ -221,3 +221,9 @@ def test_lesion_of_a_preact_block_keeps_the_shortcut(rng):
     down = model.layer2[0]
     expected = down.downsample(down.relu1(down.bn1(x)))
     np.testing.assert_allclose(BranchRemoved(down)(x), expected, rtol=1e-12)
+    # the shared BN is the stand-in's own layer: eval() reaches it (batch statistics in
+    # training mode would overwrite its running ones)
+    model.train()
+    stand_in = BranchRemoved(down)
+    stand_in.eval()
+    assert not down.bn1.training and down.bn1 in list(stand_in.modules())

@@ -37,6 +37,7 @@ from nnscratch.experiments.seeds import check_seeds, spread
 from nnscratch.experiments.short_training import train_steps
 from nnscratch.experiments.subsets import subset_splits
 from nnscratch.models.classifier import ImageClassifier
+from nnscratch.nn.container import Sequential
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.module import Module
 from nnscratch.nn.residual import ResidualBlock
@@ -60,7 +61,7 @@ class BranchRemoved(Module):
         in_channels, out_channels = convs[0].in_channels, convs[-1].out_channels
         stride = int(np.prod([c.stride[0] for c in convs]))
         self.after_add = block.after_add
-        self.shared = block.shared_path() if block.residual else []
+        self.shared = Sequential(*(block.shared_path() if block.residual else []))
         if in_channels == out_channels and stride == 1:
             self.method, self.shortcut = "identity", None
         elif block.residual:
@@ -70,8 +71,7 @@ class BranchRemoved(Module):
             self.shortcut = ZeroPadShortcut(in_channels, out_channels, stride)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.shared:
-            x = layer(x)
+        x = self.shared(x)
         return self.after_add(x if self.shortcut is None else self.shortcut(x))
 
 

@@ -255,17 +255,15 @@ def blocks_deleted(model: Module, deleted: Sequence[int]) -> Iterator[None]:
     """Inside the block, the blocks ``deleted`` (forward-order indices) are replaced by
     :class:`~nnscratch.experiments.lesion.BranchRemoved`: the shortcut alone.
 
-    The deleted blocks are put in eval mode meanwhile: a stand-in keeps the BN-ReLU that a
-    pre-activation block shares with its shortcut in a plain list, where ``model.eval()``
-    does not reach it, and in training mode that batch norm would normalise with batch
-    statistics and overwrite its running ones.
+    Each block comes back in the mode it left in (``model.eval()`` meanwhile reaches only
+    the layers a stand-in keeps, such as a pre-activation block's shared BN-ReLU).
     """
     slots = _slots(model)
     modes = [block.training for _, _, block in slots]
     try:
         for index in deleted:
             parent, attribute, block = slots[index]
-            setattr(parent, attribute, BranchRemoved(block.eval()))
+            setattr(parent, attribute, BranchRemoved(block))
         yield
     finally:
         for (parent, attribute, block), training in zip(slots, modes):
