@@ -44,11 +44,12 @@ def assert_same_results(forward, backward, inputs, kwargs, dtype, rng):
             assert_close(a, b, dtype, f"{forward} output {k}")
 
 
-@pytest.mark.parametrize("min_channels", [16, 1], ids=["rule", "winograd_wherever_it_applies"])
+@pytest.mark.parametrize("everywhere", [False, True], ids=["rule", "winograd_wherever_it_applies"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CONV_SWEEP)
-def test_conv2d_tiers_agree(case, dtype, min_channels, rng, monkeypatch):
-    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS", min_channels)
+def test_conv2d_tiers_agree(case, dtype, everywhere, rng, monkeypatch):
+    if everywhere:
+        monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS", 1)
     N, C_in, H, W, C_out, k, stride, padding = case
     kh, kw = (k, k) if isinstance(k, int) else k
     x = rng.standard_normal((N, C_in, W, H)).astype(dtype).transpose(0, 1, 3, 2)  # strided

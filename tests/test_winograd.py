@@ -30,16 +30,20 @@ def test_rotating_the_kernel_permutes_the_tile_positions(rng):
 @pytest.mark.parametrize(
     "x_shape, w_shape, stride, padding, path",
     [
-        ((2, 16, 8, 8), (16, 16, 3, 3), 1, 1, "winograd"),
-        ((2, 64, 5, 7), (128, 64, 3, 3), 1, 1, "winograd"),
-        ((2, 15, 8, 8), (16, 15, 3, 3), 1, 1, "im2col"),  # too narrow
-        ((2, 16, 8, 8), (8, 16, 3, 3), 1, 1, "im2col"),
-        ((2, 16, 8, 8), (16, 16, 3, 3), 2, 1, "im2col"),  # strided
-        ((2, 16, 8, 8), (16, 16, 3, 3), 1, 0, "im2col"),  # unpadded
-        ((2, 16, 8, 8), (16, 16, 5, 5), 1, 1, "im2col"),
-        ((2, 16, 1, 1), (16, 16, 3, 3), 1, 1, "im2col"),  # one pixel: 3/4 of a tile wasted
-        ((2, 16, 1, 8), (16, 16, 3, 3), 1, 1, "im2col"),
-        ((2, 16, 2, 2), (16, 16, 3, 3), 1, 1, "winograd"),
+        ((2, 128, 8, 8), (128, 128, 3, 3), 1, 1, "winograd"),
+        ((2, 128, 5, 7), (256, 128, 3, 3), 1, 1, "winograd"),
+        ((2, 64, 16, 16), (64, 64, 3, 3), 1, 1, "winograd"),  # 64 channels, a large plane
+        ((2, 64, 16, 15), (64, 64, 3, 3), 1, 1, "im2col"),  # 64 channels, a smaller plane
+        ((2, 64, 32, 32), (128, 64, 3, 3), 1, 1, "winograd"),
+        ((2, 127, 8, 8), (128, 127, 3, 3), 1, 1, "im2col"),  # too narrow
+        ((2, 128, 8, 8), (64, 128, 3, 3), 1, 1, "im2col"),
+        ((2, 32, 32, 32), (32, 32, 3, 3), 1, 1, "im2col"),
+        ((2, 128, 8, 8), (128, 128, 3, 3), 2, 1, "im2col"),  # strided
+        ((2, 128, 8, 8), (128, 128, 3, 3), 1, 0, "im2col"),  # unpadded
+        ((2, 128, 8, 8), (128, 128, 5, 5), 1, 1, "im2col"),
+        ((2, 128, 1, 1), (128, 128, 3, 3), 1, 1, "im2col"),  # one pixel: 3/4 of a tile wasted
+        ((2, 128, 1, 8), (128, 128, 3, 3), 1, 1, "im2col"),
+        ((2, 128, 2, 2), (128, 128, 3, 3), 1, 1, "winograd"),
         ((2, 16, 8, 8), (32, 16, 1, 1), 1, 0, "pointwise"),
         ((2, 16, 8, 8), (32, 16, 1, 1), 2, 0, "im2col"),
     ],
@@ -85,7 +89,8 @@ def float32_errors(x64, w64, dy64, path, monkeypatch):
 
     (The max-entry error is the same to within its noise: it moves by about 30% from
     one random draw to the next, the norm by under 2%.)"""
-    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS", 1 if path == "winograd" else 10**9)
+    monkeypatch.setenv("NNSCRATCH_WINOGRAD", "1" if path == "winograd" else "0")
+    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS", 1)
     truth_y, cache = readable.conv2d_forward(x64, w64, padding=1)
     truth = [truth_y, *readable.conv2d_backward(dy64, cache)[:2]]
     y, cache32 = fast_conv.conv2d_forward(x64.astype(np.float32), w64.astype(np.float32), padding=1)

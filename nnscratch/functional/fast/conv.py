@@ -30,8 +30,14 @@ from nnscratch.functional.fast.im2col import col2im_kernel, im2col_kernel
 from nnscratch.functional.fast.scratch import image_chunks, scratch
 from nnscratch.functional.fast.workers import map_shares
 
-# Narrower layers stay with im2col (measured: docs/benchmarks.md).
-WINOGRAD_MIN_CHANNELS = 16
+# Where Winograd measures faster (docs/benchmarks.md): its 16 products grow as
+# C_in * C_out but its transforms only as C_in + C_out, so it needs wide layers: 128
+# channels in and out, or 64 on planes of 16 x 16 pixels or more. (On ResNet-18's layers:
+# faster from 128 channels at every plane size, and with 64 on 32 x 32 planes; slower
+# with 64 on 8 x 8 planes, and with 16 or 32 channels.)
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_CHANNELS_LARGE_PLANE = 64
+LARGE_PLANE = 16 * 16
 
 
 def winograd_enabled() -> bool:
@@ -45,13 +51,15 @@ def winograd_enabled() -> bool:
 def conv_path(x_shape: tuple[int, ...], w_shape: tuple[int, ...], g: ConvGeometry) -> str:
     """Which algorithm computes this convolution: "winograd", "pointwise" or "im2col".
 
-    Winograd F(2x2, 3x3) for the 3x3, stride-1, padding-1 layers with at least
-    ``WINOGRAD_MIN_CHANNELS`` channels in and out, where it measures faster
-    (docs/benchmarks.md), unless the output is one pixel high or wide (a 2x2 tile would
-    compute four times what is kept); a 1x1 stride-1 layer needs no columns; im2col
-    for the rest.
+    Winograd F(2x2, 3x3) for the 3x3, stride-1, padding-1 layers wide enough for it to
+    measure faster (the constants above), unless the output is one pixel high or wide (a
+    2x2 tile would compute four times what is kept); a 1x1 stride-1 layer needs no
+    columns; im2col for the rest.
     """
-    wide = min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS
+    channels, plane = min(x_shape[1], w_shape[0]), g.H_out * g.W_out
+    wide = channels >= WINOGRAD_MIN_CHANNELS or (
+        channels >= WINOGRAD_MIN_CHANNELS_LARGE_PLANE and plane >= LARGE_PLANE
+    )
     if winograd_enabled() and winograd.applies(g) and wide and min(g.H_out, g.W_out) >= 2:
         return "winograd"
     return "pointwise" if g.pointwise else "im2col"
