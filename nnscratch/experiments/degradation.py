@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nnscratch.experiments.datasets import load_splits
-from nnscratch.experiments.networks import build_model
 from nnscratch.experiments.seeds import band, check_seeds, spread
-from nnscratch.experiments.short_training import train_steps
+from nnscratch.experiments.short_training import train_twin
 from nnscratch.experiments.subsets import subset_splits
 
 
@@ -84,36 +83,20 @@ def degradation(
         raise ValueError(f"depths must be CIFAR ResNet depths 6n + 2 >= 8, got {list(depths)}")
     splits = load_splits(dataset, data_dir=data_dir, n_train=n_train, n_test=n_test, seed=seeds[0])
     splits = subset_splits(splits, n_train, n_test)
-    image_shape = splits.train.image_shape
     runs = []
     for seed in seeds:
         for depth in depths:
             for residual in (False, True):
                 label = f"{'residual' if residual else 'plain'}-{depth}"
-                model = build_model(
+                model, curves = train_twin(
                     f"resnet{depth}",
-                    residual=residual,
-                    batch_norm=batch_norm,
-                    init=init,
-                    activation=activation,
-                    width=width,
-                    num_classes=splits.train.num_classes,
-                    in_channels=image_shape[0],
-                    seed=seed,
-                )
-                curves = train_steps(
-                    model,
                     splits,
-                    steps=steps,
-                    batch_size=batch_size,
-                    lr=lr,
-                    momentum=momentum,
-                    weight_decay=weight_decay,
-                    schedule=schedule,
+                    config,
+                    residual=residual,
+                    seed=seed,
                     crop=crop,
                     flip=flip,
                     eval_every=eval_every,
-                    seed=seed,
                     progress=progress,
                     desc=f"{label} seed {seed}",
                 )

@@ -32,9 +32,8 @@ import numpy as np
 from nnscratch.data import ArrayDataset
 from nnscratch.experiments.datasets import load_splits
 from nnscratch.experiments.network_parts import residual_blocks
-from nnscratch.experiments.networks import build_model
 from nnscratch.experiments.seeds import check_seeds, spread
-from nnscratch.experiments.short_training import train_steps
+from nnscratch.experiments.short_training import train_twin
 from nnscratch.experiments.subsets import subset_splits
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.container import Sequential
@@ -166,28 +165,13 @@ def lesion_study(
     for seed in seeds:
         for residual in (True, False):
             label = f"{'residual' if residual else 'plain'} {model}"
-            net = build_model(
+            net, training = train_twin(
                 model,
-                residual=residual,
-                batch_norm=batch_norm,
-                init=init,
-                activation=activation,
-                width=width,
-                num_classes=splits.train.num_classes,
-                in_channels=splits.train.image_shape[0],
-                seed=seed,
-            )
-            training = train_steps(
-                net,
                 splits,
-                steps=steps,
-                batch_size=batch_size,
-                lr=lr,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                schedule=schedule,
-                final_eval=False,
+                config,
+                residual=residual,
                 seed=seed,
+                final_eval=False,
                 progress=progress,
                 desc=f"{label} seed {seed}",
             )

@@ -34,8 +34,7 @@ from nnscratch.data import ArrayDataset
 from nnscratch.experiments.datasets import load_splits
 from nnscratch.experiments.lesion import BranchRemoved
 from nnscratch.experiments.network_parts import residual_blocks
-from nnscratch.experiments.networks import build_model
-from nnscratch.experiments.short_training import train_steps
+from nnscratch.experiments.short_training import SWITCHES, build_for, train_twin
 from nnscratch.experiments.subsets import subset_splits
 from nnscratch.functional.loss import cross_entropy_backward, cross_entropy_forward
 from nnscratch.models.classifier import ImageClassifier
@@ -518,34 +517,16 @@ def paths_study(
     splits = subset_splits(splits, n_train, n_test)  # a real dataset comes whole: cut it
     transform = builders.eval_transform(splits.mean, splits.std)
 
-    def build(residual: bool) -> ImageClassifier:  # the same seed: the same initial weights
-        return build_model(
-            model,
-            residual=residual,
-            batch_norm=batch_norm,
-            init=init,
-            activation=activation,
-            width=width,
-            num_classes=splits.train.num_classes,
-            in_channels=splits.train.image_shape[0],
-            seed=seed,
-        )
-
     runs = []
     for residual in (True, False):
         label = f"{'residual' if residual else 'plain'} {model}"
-        net = build(residual)
-        training = train_steps(
-            net,
+        net, training = train_twin(
+            model,
             splits,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            final_eval=False,
+            config,
+            residual=residual,
             seed=seed,
+            final_eval=False,
             progress=progress,
             desc=label,
         )
@@ -553,7 +534,11 @@ def paths_study(
             net,
             splits.test,
             transform,
-            initial=build(True) if residual else None,
+            initial=build_for(
+                model, splits, residual=True, seed=seed, switches={k: config[k] for k in SWITCHES}
+            )
+            if residual
+            else None,
             samples=samples,
             draws=draws,
             max_swaps=max_swaps,

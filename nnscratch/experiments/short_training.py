@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nnscratch import optim
+from nnscratch.experiments.networks import build_model
 from nnscratch.models.classifier import ImageClassifier
 from nnscratch.nn.loss import CrossEntropyLoss
 from nnscratch.training import builders
@@ -28,6 +29,9 @@ from nnscratch.training.evaluation import evaluate
 from nnscratch.training.step import train_step
 
 SCHEDULES = ("constant", "cosine", "step", "onecycle")
+# The options of an experiment's config that are build_model's switches and train_steps' budget.
+SWITCHES = ("batch_norm", "init", "activation", "width")
+BUDGET = ("steps", "batch_size", "lr", "momentum", "weight_decay", "schedule")
 
 
 def build_schedule(
@@ -145,3 +149,42 @@ def train_steps(
         measure(step)
     curves["seconds"] = time.perf_counter() - start
     return curves
+
+
+def build_for(
+    name: str, splits: builders.DataSplits, *, residual: bool, seed: int, switches: dict
+) -> ImageClassifier:
+    """Model ``name`` for the images and classes of ``splits``: the residual net or its
+    plain twin (the same seed, the same initial weights); ``switches`` are
+    :func:`~nnscratch.experiments.networks.build_model`'s (batch_norm, init, activation, width)."""
+    return build_model(
+        name,
+        residual=residual,
+        num_classes=splits.train.num_classes,
+        in_channels=splits.train.image_shape[0],
+        seed=seed,
+        **switches,
+    )
+
+
+def train_twin(
+    name: str,
+    splits: builders.DataSplits,
+    config: dict[str, Any],
+    *,
+    residual: bool,
+    seed: int,
+    progress: bool = False,
+    desc: str = "train",
+    **options,
+) -> tuple[ImageClassifier, dict[str, Any]]:
+    """:func:`build_for` with the :data:`SWITCHES` of an experiment's ``config``, then
+    :func:`train_steps` for its :data:`BUDGET` (plus ``options``, e.g. ``final_eval``);
+    returns the trained model and its curves."""
+    switches = {key: config[key] for key in SWITCHES}
+    budget = {key: config[key] for key in BUDGET}
+    model = build_for(name, splits, residual=residual, seed=seed, switches=switches)
+    curves = train_steps(
+        model, splits, seed=seed, progress=progress, desc=desc, **budget, **options
+    )
+    return model, curves
