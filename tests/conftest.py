@@ -34,6 +34,18 @@ CONV_SWEEP = [
 ]
 
 
+def nontrivial_norms(model, rng: np.random.Generator) -> None:
+    """Non-trivial batch-norm gamma and beta (every 1-D parameter but the head's), so that a
+    whole-network gradient check exercises them."""
+    for name, p in model.named_parameters():
+        if p.data.ndim == 1 and "fc" not in name:
+            p.data[...] = (
+                rng.uniform(0.6, 1.4, p.shape)
+                if name.endswith("weight")
+                else rng.normal(0, 0.2, p.shape)
+            )
+
+
 def readonly(a: np.ndarray) -> np.ndarray:
     """A read-only copy: any in-place write into it by a backward raises ValueError."""
     a = np.array(a)
@@ -58,3 +70,23 @@ def F(request):
         return readable
     ops = {name: getattr(readable, name) for name in readable.__all__}
     return SimpleNamespace(**(ops | {name: getattr(fast, name) for name in fast.__all__}))
+
+
+@pytest.fixture
+def tiny_trained_run(tmp_path):
+    """``tmp_path / "run"``: a run of nnscratch train (ResNet-20 at quarter width, one epoch
+    on 40 synthetic images)."""
+    from nnscratch.training import TrainConfig, train
+
+    config = TrainConfig(
+        model="resnet20",
+        width=0.25,
+        n_train=40,
+        n_test=20,
+        batch_size=16,
+        epochs=1,
+        val_fraction=0.25,
+        out_dir=str(tmp_path / "run"),
+    )
+    train(config, progress=False, log=lambda s: None)
+    return tmp_path / "run"

@@ -37,15 +37,20 @@ def randomise_norms(block, rng):
             )
 
 
-@pytest.mark.parametrize("residual", [True, False], ids=["residual", "plain"])
-@pytest.mark.parametrize("name", BLOCKS)
-def test_block_gradcheck(name, residual, rng):
-    make, shape = BLOCKS[name]
+def assert_block_gradients(make, shape, residual, rng):
+    """Gradient-check the block ``make(rng, residual)`` on an input of ``shape``, every
+    parameter included, its norms made non-trivial."""
     block = make(rng, residual).to(np.float64)
     randomise_norms(block, rng)
     errors = check_module(block, rng.standard_normal(shape))
     assert set(errors) == {"input"} | {k for k, _ in block.named_parameters()}
     assert max(errors.values()) < 1e-6
+
+
+@pytest.mark.parametrize("residual", [True, False], ids=["residual", "plain"])
+@pytest.mark.parametrize("name", BLOCKS)
+def test_block_gradcheck(name, residual, rng):
+    assert_block_gradients(*BLOCKS[name], residual, rng)
 
 
 def test_projection_and_plain_twin_names(rng):

@@ -15,7 +15,7 @@ from nnscratch.experiments.short_training import build_schedule
 from nnscratch.gradcheck import check_module
 from nnscratch.nn import BasicBlock, ReLU
 from nnscratch.nn.smooth_activation import Sigmoid, Tanh
-from nnscratch.training import TrainConfig, builders, train
+from nnscratch.training import TrainConfig, builders
 from nnscratch.utils.frobenius_norm import frobenius_norm
 
 TINY = dict(width=0.25, batch_size=8)  # 4/8/16 channels, 8 images: fast, same facts
@@ -291,18 +291,7 @@ def test_cli_commands_write_their_files(tmp_path, capsys):
     assert (out / "lesion.png").stat().st_size > 0 and (out / "lesion.csv").stat().st_size > 0
 
 
-def test_lesion_command_on_a_checkpoint_of_nnscratch_train(tmp_path):
-    config = TrainConfig(
-        model="resnet20",
-        width=0.25,
-        n_train=40,
-        n_test=20,
-        batch_size=16,
-        epochs=1,
-        val_fraction=0.25,
-        out_dir=str(tmp_path / "run"),
-    )
-    train(config, progress=False, log=lambda s: None)
+def test_lesion_command_on_a_checkpoint_of_nnscratch_train(tmp_path, tiny_trained_run):
     out = tmp_path / "ls"
     assert (
         main(["lesion", "--checkpoint", str(tmp_path / "run" / "best.npz"), "--out", str(out)]) == 0

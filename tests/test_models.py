@@ -4,6 +4,7 @@ import io
 
 import numpy as np
 import pytest
+from conftest import nontrivial_norms
 
 import nnscratch.io
 from nnscratch import models, nn
@@ -93,13 +94,7 @@ def small_resnet18(**kw):
 @pytest.mark.parametrize("residual", [True, False], ids=["residual", "plain"])
 def test_whole_small_resnet18_gradcheck(residual, rng):
     model = small_resnet18(residual=residual)
-    for name, p in model.named_parameters():  # non-trivial BN parameters
-        if p.data.ndim == 1 and "fc" not in name:
-            p.data[...] = (
-                rng.uniform(0.6, 1.4, p.shape)
-                if name.endswith("weight")
-                else rng.normal(0, 0.2, p.shape)
-            )
+    nontrivial_norms(model, rng)
     # batch 4: even at layer4's 1x1 maps batch norm then sees 4 values per channel (with 2
     # values xhat is +-1 whatever the input, a function too curved for finite differences)
     errors = check_module(model, rng.standard_normal((4, 3, 8, 8)), max_entries=6)

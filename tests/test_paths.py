@@ -12,7 +12,7 @@ from nnscratch import data, models, nn, reference_mode
 from nnscratch.cli import main
 from nnscratch.experiments import BranchRemoved, build_model, paths
 from nnscratch.nn.module import retain_caches
-from nnscratch.training import TrainConfig, builders, train
+from nnscratch.training import builders
 from nnscratch.training.evaluation import evaluate
 
 
@@ -288,18 +288,7 @@ def test_paths_command_end_to_end(tmp_path, capsys):
     assert len((out / "paths_gradients.csv").read_text().splitlines()) == 1 + 2 * 7
 
 
-def test_paths_command_on_a_checkpoint_of_nnscratch_train(tmp_path):
-    config = TrainConfig(
-        model="resnet20",
-        width=0.25,
-        n_train=40,
-        n_test=20,
-        batch_size=16,
-        epochs=1,
-        val_fraction=0.25,
-        out_dir=str(tmp_path / "run"),
-    )
-    train(config, progress=False, log=lambda s: None)
+def test_paths_command_on_a_checkpoint_of_nnscratch_train(tmp_path, tiny_trained_run):
     out = tmp_path / "paths"
     checkpoint = str(tmp_path / "run" / "best.npz")
     argv = ["paths", "--checkpoint", checkpoint, "--samples", "2", "--draws", "1", "--images", "4"]

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import readonly
-from test_blocks import randomise_norms
+from conftest import nontrivial_norms, readonly
+from test_blocks import assert_block_gradients, randomise_norms
 
 from nnscratch import models, nn
 from nnscratch.gradcheck import check_module
@@ -35,25 +35,10 @@ BLOCKS = {
 }
 
 
-def nontrivial_norms(model, rng):
-    for name, p in model.named_parameters():
-        if p.data.ndim == 1 and "fc" not in name:
-            p.data[...] = (
-                rng.uniform(0.6, 1.4, p.shape)
-                if name.endswith("weight")
-                else rng.normal(0, 0.2, p.shape)
-            )
-
-
 @pytest.mark.parametrize("residual", [True, False], ids=["residual", "plain"])
 @pytest.mark.parametrize("name", BLOCKS)
 def test_preact_block_gradcheck(name, residual, rng):
-    make, shape = BLOCKS[name]
-    block = make(rng, residual).to(np.float64)
-    randomise_norms(block, rng)
-    errors = check_module(block, rng.standard_normal(shape))
-    assert set(errors) == {"input"} | {k for k, _ in block.named_parameters()}
-    assert max(errors.values()) < 1e-6
+    assert_block_gradients(*BLOCKS[name], residual, rng)
 
 
 def test_preact_block_computes_the_formula(rng):

@@ -122,7 +122,8 @@ class NnRunner:
         from nnscratch.functional.fast.conv import conv_path
 
         x_shape = self._conv_inputs[name]
-        x = self.np.empty(x_shape, dtype=conv.weight.dtype)
+        # a zero-size broadcast view: the geometry needs the shape and dtype, not the data
+        x = self.np.broadcast_to(self.np.zeros((), dtype=conv.weight.dtype), x_shape)
         g = conv_geometry("conv2d", x, conv.weight.data, conv.stride, conv.padding)
         return {
             "name": name,

@@ -78,9 +78,6 @@ class CifarResNet(ImageClassifier):
             stage = []
             for b in range(n):
                 stride = 2 if index > 0 and b == 0 else 1
-                # the net's first pre-activation block shares its BN-ReLU with its shortcut
-                first = self.pre_activation and index == 0 and b == 0
-                extra = {"shared_activation": True} if first else {}
                 stage.append(
                     block(
                         channels,
@@ -90,22 +87,18 @@ class CifarResNet(ImageClassifier):
                         batch_norm=batch_norm,
                         shortcut=shortcut,
                         rng=rng,
-                        **extra,
                     )
                 )
                 channels = planes * block.expansion
             setattr(self, f"layer{index + 1}", Sequential(*stage))
         if self.pre_activation:
-            self.final_bn = BatchNorm2d(channels) if batch_norm else Identity()
-            self.final_relu = ReLU()
+            self.add_pre_activation_ends(channels, batch_norm)
         self.avgpool = AdaptiveAvgPool2d(1)
         self.flatten = Flatten()
         self.fc = Linear(channels, num_classes, rng=rng)
         self.init_conv_weights(init_scheme, rng)
         if zero_init_residual:
-            for module in self.modules():
-                if isinstance(module, ResidualBlock):
-                    module.zero_init_branch()
+            self.zero_init_branches()
 
     def backbone(self) -> list[Module]:
         stages = [self.layer1, self.layer2, self.layer3]

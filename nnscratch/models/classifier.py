@@ -13,10 +13,14 @@ import math
 import numpy as np
 
 from nnscratch.nn import init
+from nnscratch.nn.activation import ReLU
+from nnscratch.nn.batch_norm import BatchNorm2d
+from nnscratch.nn.container import Identity
 from nnscratch.nn.conv import Conv2d
 from nnscratch.nn.grad_mode import no_grad
 from nnscratch.nn.linear import Linear
 from nnscratch.nn.module import Module, trace_calls
+from nnscratch.nn.residual import ResidualBlock
 
 
 def check_model_arguments(num_classes: int, in_channels: int, width: float) -> None:
@@ -62,6 +66,20 @@ class ImageClassifier(Module):
         """Re-draw every convolution's weight with ``scheme`` (he, xavier or torch), in place."""
         convs = (m.weight.data for m in self.modules() if isinstance(m, Conv2d))
         init.redraw_conv_weights(convs, scheme, rng)
+
+    def add_pre_activation_ends(self, channels: int, batch_norm: bool) -> None:
+        """What a pre-activation net adds at its ends (He et al. 2016): its first block
+        shares its BN-ReLU with its shortcut, and the last sum, ``channels`` wide, is
+        activated by ``final_bn -> final_relu`` before the pooling."""
+        self.layer1[0].shared_activation = True
+        self.final_bn = BatchNorm2d(channels) if batch_norm else Identity()
+        self.final_relu = ReLU()
+
+    def zero_init_branches(self) -> None:
+        """Start every residual block as its shortcut (``zero_init_residual``)."""
+        for module in self.modules():
+            if isinstance(module, ResidualBlock):
+                module.zero_init_branch()
 
     @property
     def num_classes(self) -> int:

@@ -93,6 +93,19 @@ def _tiles(H: int, W: int) -> tuple[int, int]:
     return (H + 1) // 2, (W + 1) // 2
 
 
+def _input_tiles(x: np.ndarray, a: int, z: int, to_v: np.ndarray) -> np.ndarray:
+    """V (16, C_in, T) for images a .. z-1 of x: their 4x4 tiles (gathered by the im2col
+    kernel: window 4, stride 2, padding 1), transformed by ``to_v`` (16, 16). Scratch space."""
+    C_in, H, W = x.shape[1:]
+    th, tw = _tiles(H, W)
+    T = (z - a) * th * tw
+    tiles = scratch("wino_tiles", (C_in, 16, T), x.dtype)
+    im2col_kernel(x, a, 4, 4, 2, 2, 1, 1, th, tw, tiles.reshape(C_in * 16, T))
+    V = scratch("wino_v", (16, C_in, T), x.dtype)
+    np.matmul(to_v, tiles, out=V.transpose(1, 0, 2))
+    return V
+
+
 def _convolve(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
     """y (N, C_out, H, W) = the 3x3 padding-1 convolution of x (N, C_in, H, W) given U.
 
@@ -114,10 +127,7 @@ def _convolve(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
     def share(n0: int, n1: int) -> None:
         for a, z in image_chunks(n0, n1, 16 * max(C_in, C_out), L, dtype.itemsize):
             T = (z - a) * L
-            tiles = scratch("wino_tiles", (C_in, 16, T), dtype)
-            im2col_kernel(x, a, 4, 4, 2, 2, 1, 1, th, tw, tiles.reshape(C_in * 16, T))
-            V = scratch("wino_v", (16, C_in, T), dtype)
-            np.matmul(to_v, tiles, out=V.transpose(1, 0, 2))
+            V = _input_tiles(x, a, z, to_v)
             M = np.matmul(weights, V, out=scratch("wino_m", (16, C_out, T), dtype))
             out = np.matmul(
                 to_y, M.reshape(16, C_out * T), out=scratch("wino_y", (4, C_out * T), dtype)
@@ -155,18 +165,15 @@ def winograd_backward(
         dU = np.zeros((16, C_out, C_in), dtype=dtype)
         for a, z in image_chunks(n0, n1, 16 * max(C_in, C_out), L, dtype.itemsize):
             k, T = z - a, (z - a) * L
-            tiles = scratch("wino_tiles", (C_in, 16, T), dtype)
-            im2col_kernel(x, a, 4, 4, 2, 2, 1, 1, th, tw, tiles.reshape(C_in * 16, T))
-            V = scratch("wino_v", (16, C_in, T), dtype)
-            np.matmul(to_v, tiles, out=V.transpose(1, 0, 2))
+            V = _input_tiles(x, a, z, to_v)
+            d = dy[a:z]
+            if not even:  # the missing outputs of the cropped tiles have no gradient
+                d = np.zeros((k, C_out, 2 * th, 2 * tw), dtype=dtype)
+                d[:, :, :H, :W] = dy[a:z]
             dy_tiles = scratch("wino_y", (4, C_out * T), dtype)
-            blocks = dy_tiles.reshape(2, 2, C_out, k, th, tw)
-            if even:
-                blocks[...] = dy[a:z].reshape(k, C_out, th, 2, tw, 2).transpose(3, 5, 1, 0, 2, 4)
-            else:  # the missing outputs of the cropped tiles have no gradient
-                padded = np.zeros((k, C_out, 2 * th, 2 * tw), dtype=dtype)
-                padded[:, :, :H, :W] = dy[a:z]
-                blocks[...] = padded.reshape(k, C_out, th, 2, tw, 2).transpose(3, 5, 1, 0, 2, 4)
+            dy_tiles.reshape(2, 2, C_out, k, th, tw)[...] = d.reshape(
+                k, C_out, th, 2, tw, 2
+            ).transpose(3, 5, 1, 0, 2, 4)
             dM = np.matmul(back_m, dy_tiles, out=scratch("wino_m", (16, C_out * T), dtype))
             dU += np.matmul(dM.reshape(16, C_out, T), V.transpose(0, 2, 1))
         return dU
