@@ -63,9 +63,25 @@ def test_the_rule_that_chooses_the_path(x_shape, w_shape, stride, padding, path,
         assert not calls
 
 
+def test_the_rule_that_splits_channels_rather_than_images():
+    """By U's size: ResNet-18's last stage (512 channels) splits its channels in float32,
+    the stage before (256) its images, unless in float64 (twice the bytes)."""
+    assert winograd.splits_channels(512, 512, 4)
+    assert winograd.splits_channels(384, 384, 4)
+    assert not winograd.splits_channels(256, 256, 4)
+    assert winograd.splits_channels(256, 256, 8)
+    assert not winograd.splits_channels(128, 512, 4)
+
+
+SPLITS = {"images": 1 << 62, "channels": 0}  # CHANNEL_SPLIT_BYTES forcing each split
+
+
+@pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("workers, chunk_images", [(1, 1), (3, 1), (3, 2), (2, 64)])
-def test_every_share_and_chunk(workers, chunk_images, rng, monkeypatch):
-    """Uneven shares of 7 images, chunks of 1-2 images or all, odd plane sizes."""
+def test_every_share_and_chunk(workers, chunk_images, split, rng, monkeypatch):
+    """Uneven shares of 7 images (or of 17 and 16 channels), chunks of 1-2 images or all,
+    odd plane sizes."""
+    monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", SPLITS[split])
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
     monkeypatch.setattr(worker_pool, "_available_cores", lambda: 4)
     monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)
@@ -98,9 +114,11 @@ def float32_errors(x64, w64, dy64, path, monkeypatch):
     return [np.linalg.norm(g - t) / np.linalg.norm(t) for g, t in zip(got, truth)]
 
 
+@pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("channels, size", [(64, 32), (128, 16), (256, 8), (512, 4)])
-def test_float32_error_at_most_twice_im2col(channels, size, rng, monkeypatch):
+def test_float32_error_at_most_twice_im2col(channels, size, split, rng, monkeypatch):
     """ResNet-18's 3x3 stride-1 layers (batch 4), He-initialised weights."""
+    monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", SPLITS[split])
     x = np.abs(rng.standard_normal((4, channels, size, size)))  # post-ReLU inputs
     w = rng.standard_normal((channels, channels, 3, 3)) * np.sqrt(2 / (9 * channels))
     dy = rng.standard_normal((4, channels, size, size))

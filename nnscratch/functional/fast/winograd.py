@@ -47,6 +47,11 @@ OUTPUT_TRANSFORM = np.kron(A_T, A_T)  # (4, 16):  M -> 2x2 output tile
 # position (i, j) of U becomes (r(i), r(j)) with r swapping 0 and 3.
 ROTATED = np.array([4 * r + s for r in (3, 1, 2, 0) for s in (3, 1, 2, 0)])
 
+# U's size from which the cores share a layer's channels rather than its images (measured
+# with 2 cores and a 32 MB L3: images faster with 256 channels, 4 MB of U; channels
+# faster from 384, 9 MB, at every plane size and batch tried).
+CHANNEL_SPLIT_BYTES = 8 << 20
+
 
 def applies(g: ConvGeometry) -> bool:
     """True for the convolutions Winograd F(2x2, 3x3) computes: 3x3, stride 1, padding 1."""
@@ -61,31 +66,28 @@ def transform_weight(w: np.ndarray) -> np.ndarray:
     next convolution's workers need).
     """
     C_out, C_in = w.shape[:2]
-    kernels = w.reshape(C_out * C_in, 9)
-    transform = WEIGHT_TRANSFORM.astype(w.dtype)
-    U = np.empty((16, C_out * C_in), dtype=w.dtype)
+    U = np.empty((16, C_out, C_in), dtype=w.dtype)
 
     def share(n0: int, n1: int) -> None:  # output channels n0 .. n1-1
-        a, b = n0 * C_in, n1 * C_in
-        np.matmul(transform, np.ascontiguousarray(kernels[a:b].T), out=U[:, a:b])
+        U[:, n0:n1] = _transform(w[n0:n1])
 
     map_shares(share, C_out, size=U.size)
-    return U.reshape(16, C_out, C_in)
+    return U
+
+
+def _transform(w: np.ndarray) -> np.ndarray:
+    """U (16, C_out, C_in) of w (C_out, C_in, 3, 3) on the calling thread."""
+    C_out, C_in = w.shape[:2]
+    kernels = np.ascontiguousarray(w.reshape(C_out * C_in, 9).T)
+    return (WEIGHT_TRANSFORM.astype(w.dtype) @ kernels).reshape(16, C_out, C_in)
 
 
 def _weight_gradient(dU: np.ndarray) -> np.ndarray:
     """dw (C_out, C_in, 3, 3) from dU (16, C_out, C_in): the transpose of U = kron(G, G) g."""
     _, C_out, C_in = dU.shape
-    transform = WEIGHT_TRANSFORM.astype(dU.dtype)
-    dw = np.empty((C_out * C_in, 9), dtype=dU.dtype)
-    flat = dU.reshape(16, C_out * C_in)
-
-    def share(n0: int, n1: int) -> None:  # output channels n0 .. n1-1, on one core
-        a, b = n0 * C_in, n1 * C_in
-        np.matmul(flat[:, a:b].T, transform, out=dw[a:b])
-
-    map_shares(share, C_out, size=flat.size)
-    return dw.reshape(C_out, C_in, 3, 3)
+    return (dU.reshape(16, C_out * C_in).T @ WEIGHT_TRANSFORM.astype(dU.dtype)).reshape(
+        C_out, C_in, 3, 3
+    )
 
 
 def _tiles(H: int, W: int) -> tuple[int, int]:
@@ -93,92 +95,189 @@ def _tiles(H: int, W: int) -> tuple[int, int]:
     return (H + 1) // 2, (W + 1) // 2
 
 
-def _input_tiles(x: np.ndarray, a: int, z: int, to_v: np.ndarray) -> np.ndarray:
-    """V (16, C_in, T) for images a .. z-1 of x: their 4x4 tiles (gathered by the im2col
-    kernel: window 4, stride 2, padding 1), transformed by ``to_v`` (16, 16). Scratch space."""
+def _transforms(dtype: np.dtype, rotated: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(to_v (16, 16), to_y (4, 16)) in ``dtype``; for dx's convolution (``rotated``), with
+    the tile positions permuted as U's are for the rotated kernel."""
+    to_v, to_y = INPUT_TRANSFORM.astype(dtype), OUTPUT_TRANSFORM.astype(dtype)
+    if rotated:
+        return to_v[ROTATED], to_y[:, ROTATED]
+    return to_v, to_y
+
+
+def _input_tiles(x: np.ndarray, a: int, z: int, to_v: np.ndarray, out: np.ndarray) -> None:
+    """out (16, C_in, T) = V for images a .. z-1 of x: their 4x4 tiles (gathered by the
+    im2col kernel: window 4, stride 2, padding 1), transformed by ``to_v`` (16, 16)."""
     C_in, H, W = x.shape[1:]
     th, tw = _tiles(H, W)
     T = (z - a) * th * tw
     tiles = scratch("wino_tiles", (C_in, 16, T), x.dtype)
     im2col_kernel(x, a, 4, 4, 2, 2, 1, 1, th, tw, tiles.reshape(C_in * 16, T))
-    V = scratch("wino_v", (16, C_in, T), x.dtype)
-    np.matmul(to_v, tiles, out=V.transpose(1, 0, 2))
-    return V
+    np.matmul(to_v, tiles, out=out.transpose(1, 0, 2))
 
 
-def _convolve(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
-    """y (N, C_out, H, W) = the 3x3 padding-1 convolution of x (N, C_in, H, W) given U.
+def _output_tiles(M: np.ndarray, to_y: np.ndarray, y: np.ndarray) -> None:
+    """y (nb, c, H, W) = the 2x2 output tiles A^T M A of M (16, c, nb * tiles), cropped to y."""
+    nb, c, H, W = y.shape
+    th, tw = _tiles(H, W)
+    out = np.matmul(to_y, M.reshape(16, -1), out=scratch("wino_y", (4, M[0].size), M.dtype))
+    blocks = out.reshape(2, 2, c, nb, th, tw).transpose(3, 2, 4, 0, 5, 1)
+    if H % 2 == 0 and W % 2 == 0:
+        y.reshape(nb, c, th, 2, tw, 2)[...] = blocks
+    else:  # the last row or column of tiles sticks out: crop it
+        y[...] = blocks.reshape(nb, c, 2 * th, 2 * tw)[:, :, :H, :W]
 
-    ``rotated``: U is the forward weight's and this is dx's convolution (U[k]^T at the
-    permuted tile positions). Each core takes a share of the images, in chunks.
+
+def _output_gradient_tiles(dy: np.ndarray, a: int, z: int, out: np.ndarray) -> None:
+    """out (16, C_out, T) = dM = kron(A, A) @ the 2x2 tiles of dy[a:z] (the transpose of
+    :func:`_output_tiles`); the missing outputs of cropped tiles get no gradient."""
+    k, C_out, H, W = z - a, *dy.shape[1:]
+    th, tw = _tiles(H, W)
+    d = dy[a:z]
+    if H % 2 or W % 2:
+        d = np.zeros((k, C_out, 2 * th, 2 * tw), dtype=dy.dtype)
+        d[:, :, :H, :W] = dy[a:z]
+    dy_tiles = scratch("wino_y", (C_out, 4, k * th * tw), dy.dtype)
+    dy_tiles.reshape(C_out, 2, 2, k, th, tw)[...] = d.reshape(k, C_out, th, 2, tw, 2).transpose(
+        1, 3, 5, 0, 2, 4
+    )
+    np.matmul(OUTPUT_TRANSFORM.T.astype(dy.dtype), dy_tiles, out=out.transpose(1, 0, 2))
+
+
+def splits_channels(C_in: int, C_out: int, itemsize: int) -> bool:
+    """True when the cores should share the channels of a layer rather than its images.
+
+    Split by images, every core reads all of U (16 C_out C_in numbers) and, in the
+    backward pass, sums a whole dU of its own; split by channels, each reads and writes
+    only its part of them but all of the tiles. Once U outgrows the caches (ResNet-18's
+    last stage: 16.8 MB) the channels win.
     """
+    return 16 * C_in * C_out * itemsize >= CHANNEL_SPLIT_BYTES
+
+
+def _convolve_by_images(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
+    """y (N, C_out, H, W) = the 3x3 padding-1 convolution of x (N, C_in, H, W) given U,
+    each core on a share of the images, in chunks. ``rotated``: U is the forward weight's
+    and this is dx's convolution (U[k]^T at the permuted tile positions)."""
     N, C_in, H, W = x.shape
     C_out = U.shape[2] if rotated else U.shape[1]
     th, tw = _tiles(H, W)
     L = th * tw
     dtype = x.dtype
-    to_v, to_y = INPUT_TRANSFORM.astype(dtype), OUTPUT_TRANSFORM.astype(dtype)
+    to_v, to_y = _transforms(dtype, rotated)
     weights = U.transpose(0, 2, 1) if rotated else U
-    if rotated:
-        to_v, to_y = to_v[ROTATED], to_y[:, ROTATED]
     y = np.empty((N, C_out, H, W), dtype=dtype)
-    even = H % 2 == 0 and W % 2 == 0
 
     def share(n0: int, n1: int) -> None:
         for a, z in image_chunks(n0, n1, 16 * max(C_in, C_out), L, dtype.itemsize):
             T = (z - a) * L
-            V = _input_tiles(x, a, z, to_v)
+            V = scratch("wino_v", (16, C_in, T), dtype)
+            _input_tiles(x, a, z, to_v, V)
             M = np.matmul(weights, V, out=scratch("wino_m", (16, C_out, T), dtype))
-            out = np.matmul(
-                to_y, M.reshape(16, C_out * T), out=scratch("wino_y", (4, C_out * T), dtype)
-            )
-            blocks = out.reshape(2, 2, C_out, z - a, th, tw).transpose(3, 2, 4, 0, 5, 1)
-            if even:
-                y[a:z].reshape(z - a, C_out, th, 2, tw, 2)[...] = blocks
-            else:  # the last row or column of tiles sticks out: crop it
-                y[a:z] = blocks.reshape(z - a, C_out, 2 * th, 2 * tw)[:, :, :H, :W]
+            _output_tiles(M, to_y, y[a:z])
 
     map_shares(share, N, size=x.size * 4 + y.size)
     return y
 
 
+def _all_input_tiles(x: np.ndarray, to_v: np.ndarray) -> np.ndarray:
+    """V (16, C_in, N * tiles) of the whole batch, the images shared across the cores."""
+    N, C_in, H, W = x.shape
+    L = np.prod(_tiles(H, W))
+    V = np.empty((16, C_in, N * L), dtype=x.dtype)
+
+    def share(n0: int, n1: int) -> None:
+        for a, z in image_chunks(n0, n1, 16 * C_in, L, x.itemsize):
+            _input_tiles(x, a, z, to_v, V[:, :, a * L : z * L])
+
+    map_shares(share, N, size=V.size)
+    return V
+
+
+def _convolve_by_channels(x: np.ndarray, w: np.ndarray, rotated: bool) -> np.ndarray:
+    """:func:`_convolve_by_images` from w itself, each core on a share of the output
+    channels: it transforms its part of w and multiplies it with the whole batch's tiles."""
+    N, _, H, W = x.shape
+    C_out = w.shape[1] if rotated else w.shape[0]
+    to_v, to_y = _transforms(x.dtype, rotated)
+    V = _all_input_tiles(x, to_v)
+    y = np.empty((N, C_out, H, W), dtype=x.dtype)
+
+    def share(c0: int, c1: int) -> None:
+        weights = _transform(w[:, c0:c1]).transpose(0, 2, 1) if rotated else _transform(w[c0:c1])
+        M = np.matmul(weights, V, out=scratch("wino_m", (16, c1 - c0, V.shape[2]), x.dtype))
+        _output_tiles(M, to_y, y[:, c0:c1])
+
+    map_shares(share, C_out, size=V.size * 2)
+    return y
+
+
 def winograd_forward(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """y (N, C_out, H, W) = conv2d(x, w, stride 1, padding 1) for x (N, C_in, H, W), w 3x3."""
-    return _convolve(x, transform_weight(w), rotated=False)
+    C_out, C_in = w.shape[:2]
+    if splits_channels(C_in, C_out, x.itemsize):
+        return _convolve_by_channels(x, w, rotated=False)
+    return _convolve_by_images(x, transform_weight(w), rotated=False)
 
 
 def winograd_backward(
     dy: np.ndarray, x: np.ndarray, w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(dx, dw) of :func:`winograd_forward` from dy (N, C_out, H, W)."""
-    U = transform_weight(w)
-    dx = _convolve(dy, U, rotated=True)
+    C_out, C_in = w.shape[:2]
+    if splits_channels(C_in, C_out, x.itemsize):
+        return _convolve_by_channels(dy, w, rotated=True), _weight_gradient_by_channels(dy, x)
+    dx = _convolve_by_images(dy, transform_weight(w), rotated=True)
+    return dx, _weight_gradient_by_images(dy, x)
+
+
+def _weight_gradient_by_images(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dw: each core sums dU[k] = dM[k] V[k]^T over its share of the images, in chunks."""
     N, C_in, H, W = x.shape
-    C_out = w.shape[0]
-    th, tw = _tiles(H, W)
-    L = th * tw
+    C_out = dy.shape[1]
+    L = np.prod(_tiles(H, W))
     dtype = x.dtype
-    to_v, back_m = INPUT_TRANSFORM.astype(dtype), OUTPUT_TRANSFORM.T.astype(dtype)
-    even = H % 2 == 0 and W % 2 == 0
+    to_v = INPUT_TRANSFORM.astype(dtype)
 
     def share(n0: int, n1: int) -> np.ndarray:  # this share's part of dU (16, C_out, C_in)
         dU = np.zeros((16, C_out, C_in), dtype=dtype)
         for a, z in image_chunks(n0, n1, 16 * max(C_in, C_out), L, dtype.itemsize):
-            k, T = z - a, (z - a) * L
-            V = _input_tiles(x, a, z, to_v)
-            d = dy[a:z]
-            if not even:  # the missing outputs of the cropped tiles have no gradient
-                d = np.zeros((k, C_out, 2 * th, 2 * tw), dtype=dtype)
-                d[:, :, :H, :W] = dy[a:z]
-            dy_tiles = scratch("wino_y", (4, C_out * T), dtype)
-            dy_tiles.reshape(2, 2, C_out, k, th, tw)[...] = d.reshape(
-                k, C_out, th, 2, tw, 2
-            ).transpose(3, 5, 1, 0, 2, 4)
-            dM = np.matmul(back_m, dy_tiles, out=scratch("wino_m", (16, C_out * T), dtype))
-            dU += np.matmul(dM.reshape(16, C_out, T), V.transpose(0, 2, 1))
+            T = (z - a) * L
+            V = scratch("wino_v", (16, C_in, T), dtype)
+            _input_tiles(x, a, z, to_v, V)
+            dM = scratch("wino_m", (16, C_out, T), dtype)
+            _output_gradient_tiles(dy, a, z, dM)
+            dU += np.matmul(dM, V.transpose(0, 2, 1))
         return dU
 
     dU, *others = map_shares(share, N, size=x.size * 4 + dy.size)
     for part in others:
         dU += part
-    return dx, _weight_gradient(dU)
+    dw = np.empty((C_out, C_in, 3, 3), dtype=dtype)
+
+    def transpose_share(c0: int, c1: int) -> None:  # on single-threaded BLAS, as everywhere
+        dw[c0:c1] = _weight_gradient(dU[:, c0:c1])
+
+    map_shares(transpose_share, C_out, size=dU.size)
+    return dw
+
+
+def _weight_gradient_by_channels(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dw: the tiles of the whole batch first, then each core computes dU and dw for its
+    share of the output channels."""
+    N, C_in, H, W = x.shape
+    C_out = dy.shape[1]
+    L = np.prod(_tiles(H, W))
+    V = _all_input_tiles(x, INPUT_TRANSFORM.astype(x.dtype))
+    dM = np.empty((16, C_out, N * L), dtype=x.dtype)
+
+    def gradient_tiles(n0: int, n1: int) -> None:
+        _output_gradient_tiles(dy, n0, n1, dM[:, :, n0 * L : n1 * L])
+
+    map_shares(gradient_tiles, N, size=dM.size)
+    dw = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
+
+    def share(c0: int, c1: int) -> None:
+        dw[c0:c1] = _weight_gradient(np.matmul(dM[:, c0:c1], V.transpose(0, 2, 1)))
+
+    map_shares(share, C_out, size=V.size + dM.size)
+    return dw
