@@ -27,8 +27,10 @@ CONV_SWEEP = [
     (2, 2, 5, 7, 3, 7, 1, 3),
     (4, 8, 16, 16, 8, 3, 1, 1),
     # 3x3, stride 1, padding 1 with 16+ channels: the fast tier's Winograd path (odd sizes
-    # crop its last tiles; a 1x1 or 2x9 plane is one tile high)
+    # crop its last tiles; a 1x1 or 2x9 plane is one tile high; from 16 wide, the output
+    # tiles are written by a kernel)
     (2, 16, 5, 3, 17, 3, 1, 1),
+    (2, 16, 17, 19, 16, 3, 1, 1),
     (3, 16, 1, 1, 16, 3, 1, 1),
     (1, 20, 2, 9, 16, 3, 1, 1),
 ]

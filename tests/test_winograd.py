@@ -76,12 +76,17 @@ def test_the_rule_that_splits_channels_rather_than_images():
 SPLITS = {"images": 1 << 62, "channels": 0}  # CHANNEL_SPLIT_BYTES forcing each split
 
 
+OUTPUT_TILES = {"kernel": 1, "product": 1 << 30}  # KERNEL_MIN_WIDTH forcing each way
+
+
+@pytest.mark.parametrize("output_tiles", OUTPUT_TILES)
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("workers, chunk_images", [(1, 1), (3, 1), (3, 2), (2, 64)])
-def test_every_share_and_chunk(workers, chunk_images, split, rng, monkeypatch):
+def test_every_share_and_chunk(workers, chunk_images, split, output_tiles, rng, monkeypatch):
     """Uneven shares of 7 images (or of 17 and 16 channels), chunks of 1-2 images or all,
-    odd plane sizes."""
+    odd plane sizes, the output tiles written by the kernel or by a product and a copy."""
     monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", SPLITS[split])
+    monkeypatch.setattr(winograd, "KERNEL_MIN_WIDTH", OUTPUT_TILES[output_tiles])
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
     monkeypatch.setattr(worker_pool, "_available_cores", lambda: 4)
     monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)
