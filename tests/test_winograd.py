@@ -9,7 +9,7 @@ import nnscratch.functional as readable
 from nnscratch.functional.conv import conv_geometry
 from nnscratch.functional.fast import conv as fast_conv
 from nnscratch.functional.fast import scratch as scratch_space
-from nnscratch.functional.fast import winograd
+from nnscratch.functional.fast import winograd, winograd_tiles
 from nnscratch.functional.fast import workers as worker_pool
 
 
@@ -25,6 +25,7 @@ def test_rotating_the_kernel_permutes_the_tile_positions(rng):
     w = rng.standard_normal((3, 4, 3, 3))
     rotated = winograd.transform_weight(np.ascontiguousarray(w[:, :, ::-1, ::-1]))
     np.testing.assert_allclose(rotated, winograd.transform_weight(w)[winograd.ROTATED], atol=1e-14)
+    np.testing.assert_allclose(rotated, winograd.transform_weight(w, rotated=True), atol=1e-14)
 
 
 @pytest.mark.parametrize(
@@ -76,17 +77,44 @@ def test_the_rule_that_splits_channels_rather_than_images():
 SPLITS = {"images": 1 << 62, "channels": 0}  # CHANNEL_SPLIT_BYTES forcing each split
 
 
-OUTPUT_TILES = {"kernel": 1, "product": 1 << 30}  # KERNEL_MIN_WIDTH forcing each way
+@pytest.mark.parametrize("H, W", [(4, 4), (5, 3), (1, 1), (2, 9), (17, 32)])
+def test_tile_kernels_are_the_transforms_of_every_tile(H, W, rng):
+    """V[:, c, t] = kron(B^T, B^T) @ (the 4x4 tile t of the zero-padded plane), written
+    from column t0 on; y's 2x2 blocks = kron(A^T, A^T) @ M[:, c, t], cropped, written into
+    the images and channels from (n0, c0) on and nowhere else."""
+    N, C = 3, 2
+    th, tw = (H + 1) // 2, (W + 1) // 2
+    x = rng.standard_normal((N + 1, C, H, W))
+    padded = np.zeros((N + 1, C, 2 * th + 2, 2 * tw + 2))
+    padded[:, :, 1 : H + 1, 1 : W + 1] = x
+    V = np.full((16, C, 5 + N * th * tw), np.nan)
+    winograd_tiles.input_tiles_kernel(x, 1, N, V, 5)
+    assert np.isnan(V[:, :, :5]).all()
+    M = rng.standard_normal((16, C, N * th * tw))
+    y = np.full((N + 2, C + 3, H, W), np.nan)
+    winograd_tiles.output_tiles_kernel(M, y, 2, 3)
+    assert np.isnan(y[:2]).all() and np.isnan(y[:, :3]).all()
+    in_transform = np.kron(winograd.B_T, winograd.B_T)
+    out_transform = np.kron(winograd.A_T, winograd.A_T)
+    for n in range(N):
+        for c in range(C):
+            for ty in range(th):
+                for tx in range(tw):
+                    t = (n * th + ty) * tw + tx
+                    tile = padded[n + 1, c, 2 * ty : 2 * ty + 4, 2 * tx : 2 * tx + 4]
+                    np.testing.assert_allclose(V[:, c, 5 + t], in_transform @ tile.ravel())
+                    block = (out_transform @ M[:, c, t]).reshape(2, 2)
+                    h, w = min(2, H - 2 * ty), min(2, W - 2 * tx)
+                    got = y[n + 2, c + 3, 2 * ty : 2 * ty + h, 2 * tx : 2 * tx + w]
+                    np.testing.assert_allclose(got, block[:h, :w])
 
 
-@pytest.mark.parametrize("output_tiles", OUTPUT_TILES)
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("workers, chunk_images", [(1, 1), (3, 1), (3, 2), (2, 64)])
-def test_every_share_and_chunk(workers, chunk_images, split, output_tiles, rng, monkeypatch):
+def test_every_share_and_chunk(workers, chunk_images, split, rng, monkeypatch):
     """Uneven shares of 7 images (or of 17 and 16 channels), chunks of 1-2 images or all,
-    odd plane sizes, the output tiles written by the kernel or by a product and a copy."""
+    odd plane sizes."""
     monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", SPLITS[split])
-    monkeypatch.setattr(winograd, "KERNEL_MIN_WIDTH", OUTPUT_TILES[output_tiles])
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
     monkeypatch.setattr(worker_pool, "_available_cores", lambda: 4)
     monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)
