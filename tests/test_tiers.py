@@ -52,7 +52,7 @@ def assert_same_results(forward, backward, inputs, kwargs, dtype, rng):
 @pytest.mark.parametrize("case", CONV_SWEEP)
 def test_conv2d_tiers_agree(case, dtype, paths, rng, monkeypatch):
     if paths != "rule":
-        monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS", 1)
+        monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS_SMALL_PLANE", 1)
     if paths == "winograd_split_by_channels":
         monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", 0)
     N, C_in, H, W, C_out, k, stride, padding = case

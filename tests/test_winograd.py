@@ -32,19 +32,22 @@ def test_rotating_the_kernel_permutes_the_tile_positions(rng):
     "x_shape, w_shape, stride, padding, path",
     [
         ((2, 128, 8, 8), (128, 128, 3, 3), 1, 1, "winograd"),
-        ((2, 128, 5, 7), (256, 128, 3, 3), 1, 1, "winograd"),
-        ((2, 64, 16, 16), (64, 64, 3, 3), 1, 1, "winograd"),  # 64 channels, a large plane
-        ((2, 64, 16, 15), (64, 64, 3, 3), 1, 1, "im2col"),  # 64 channels, a smaller plane
-        ((2, 64, 32, 32), (128, 64, 3, 3), 1, 1, "winograd"),
-        ((2, 127, 8, 8), (128, 127, 3, 3), 1, 1, "im2col"),  # too narrow
-        ((2, 128, 8, 8), (64, 128, 3, 3), 1, 1, "im2col"),
-        ((2, 32, 32, 32), (32, 32, 3, 3), 1, 1, "im2col"),
+        ((2, 128, 5, 7), (256, 128, 3, 3), 1, 1, "winograd"),  # 128 channels, a small plane
+        ((2, 127, 4, 4), (128, 127, 3, 3), 1, 1, "im2col"),  # too narrow for a small plane
+        ((2, 128, 4, 4), (64, 128, 3, 3), 1, 1, "im2col"),
+        ((2, 128, 2, 2), (128, 128, 3, 3), 1, 1, "winograd"),
+        ((2, 8, 8, 8), (16, 8, 3, 3), 1, 1, "winograd"),  # 8 channels in, an 8 x 8 plane
+        ((2, 16, 32, 32), (16, 16, 3, 3), 1, 1, "winograd"),
+        ((2, 64, 8, 9), (4, 64, 3, 3), 1, 1, "winograd"),
+        ((2, 7, 32, 32), (64, 7, 3, 3), 1, 1, "im2col"),  # too few input channels
+        ((2, 3, 32, 32), (64, 3, 3, 3), 1, 1, "im2col"),  # an RGB stem
+        ((2, 64, 7, 32), (64, 64, 3, 3), 1, 1, "im2col"),  # a plane under 8 high
+        ((2, 64, 4, 4), (64, 64, 3, 3), 1, 1, "im2col"),
         ((2, 128, 8, 8), (128, 128, 3, 3), 2, 1, "im2col"),  # strided
         ((2, 128, 8, 8), (128, 128, 3, 3), 1, 0, "im2col"),  # unpadded
         ((2, 128, 8, 8), (128, 128, 5, 5), 1, 1, "im2col"),
         ((2, 128, 1, 1), (128, 128, 3, 3), 1, 1, "im2col"),  # one pixel: 3/4 of a tile wasted
         ((2, 128, 1, 8), (128, 128, 3, 3), 1, 1, "im2col"),
-        ((2, 128, 2, 2), (128, 128, 3, 3), 1, 1, "winograd"),
         ((2, 16, 8, 8), (32, 16, 1, 1), 1, 0, "pointwise"),
         ((2, 16, 8, 8), (32, 16, 1, 1), 2, 0, "im2col"),
     ],
@@ -139,7 +142,7 @@ def float32_errors(x64, w64, dy64, path, monkeypatch):
     (The max-entry error is the same to within its noise: it moves by about 30% from
     one random draw to the next, the norm by under 2%.)"""
     monkeypatch.setenv("NNSCRATCH_WINOGRAD", "1" if path == "winograd" else "0")
-    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS", 1)
+    monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS_SMALL_PLANE", 1)
     truth_y, cache = readable.conv2d_forward(x64, w64, padding=1)
     truth = [truth_y, *readable.conv2d_backward(dy64, cache)[:2]]
     y, cache32 = fast_conv.conv2d_forward(x64.astype(np.float32), w64.astype(np.float32), padding=1)
@@ -148,9 +151,12 @@ def float32_errors(x64, w64, dy64, path, monkeypatch):
 
 
 @pytest.mark.parametrize("split", SPLITS)
-@pytest.mark.parametrize("channels, size", [(64, 32), (128, 16), (256, 8), (512, 4)])
+@pytest.mark.parametrize(
+    "channels, size", [(16, 32), (32, 16), (64, 8), (64, 32), (128, 16), (256, 8), (512, 4)]
+)
 def test_float32_error_at_most_twice_im2col(channels, size, split, rng, monkeypatch):
-    """ResNet-18's 3x3 stride-1 layers (batch 4), He-initialised weights."""
+    """ResNet-18's 3x3 stride-1 layers at full and quarter width (batch 4), He-initialised
+    weights."""
     monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", SPLITS[split])
     x = np.abs(rng.standard_normal((4, channels, size, size)))  # post-ReLU inputs
     w = rng.standard_normal((channels, channels, 3, 3)) * np.sqrt(2 / (9 * channels))

@@ -30,14 +30,14 @@ from nnscratch.functional.fast.im2col import col2im_kernel, im2col_kernel
 from nnscratch.functional.fast.scratch import image_chunks, scratch
 from nnscratch.functional.fast.workers import map_shares
 
-# Where Winograd measures faster (docs/benchmarks.md): its 16 products grow as
-# C_in * C_out but its transforms only as C_in + C_out, so it needs wide layers: 128
-# channels in and out, or 64 on planes of 16 x 16 pixels or more. (On ResNet-18's layers:
-# faster from 128 channels at every plane size, and with 64 on 32 x 32 planes; slower
-# with 64 on 8 x 8 planes, and with 16 or 32 channels.)
-WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_MIN_CHANNELS_LARGE_PLANE = 64
-LARGE_PLANE = 16 * 16
+# Where Winograd measures faster than im2col (docs/benchmarks.md; batches of 64-128, 2
+# cores): on planes from 8 x 8 with 8 or more input channels (0.3-0.9 of im2col's time,
+# 8 to 256 channels), and on smaller planes from 128 channels. Slower: 3 or 4 input
+# channels (a stem's: 1.3-1.6x in the backward pass), 16-64 channels on planes of 4 x 4
+# or less, where the transforms and the per-call costs outweigh the products saved.
+WINOGRAD_MIN_IN_CHANNELS = 8
+WINOGRAD_MIN_SIDE = 8
+WINOGRAD_MIN_CHANNELS_SMALL_PLANE = 128
 
 
 def winograd_enabled() -> bool:
@@ -51,16 +51,15 @@ def winograd_enabled() -> bool:
 def conv_path(x_shape: tuple[int, ...], w_shape: tuple[int, ...], g: ConvGeometry) -> str:
     """Which algorithm computes this convolution: "winograd", "pointwise" or "im2col".
 
-    Winograd F(2x2, 3x3) for the 3x3, stride-1, padding-1 layers wide enough for it to
-    measure faster (the constants above), unless the output is one pixel high or wide (a
-    2x2 tile would compute four times what is kept); a 1x1 stride-1 layer needs no
-    columns; im2col for the rest.
+    Winograd F(2x2, 3x3) for the 3x3, stride-1, padding-1 layers where it measures
+    faster (the constants above), never when the output is one pixel high or wide (a 2x2
+    tile would compute four times what is kept); a 1x1 stride-1 layer needs no columns;
+    im2col for the rest.
     """
-    channels, plane = min(x_shape[1], w_shape[0]), g.H_out * g.W_out
-    wide = channels >= WINOGRAD_MIN_CHANNELS or (
-        channels >= WINOGRAD_MIN_CHANNELS_LARGE_PLANE and plane >= LARGE_PLANE
-    )
-    if winograd_enabled() and winograd.applies(g) and wide and min(g.H_out, g.W_out) >= 2:
+    side = min(g.H_out, g.W_out)
+    large_plane = x_shape[1] >= WINOGRAD_MIN_IN_CHANNELS and side >= WINOGRAD_MIN_SIDE
+    wide = min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS_SMALL_PLANE and side >= 2
+    if winograd_enabled() and winograd.applies(g) and (large_plane or wide):
         return "winograd"
     return "pointwise" if g.pointwise else "im2col"
 
