@@ -1,9 +1,12 @@
 """Run Python code in a child process and measure its peak memory.
 
 Tests of untrusted inputs use this: the crafted file is read in a fresh interpreter, so
-the peak resident memory of that child alone (``ru_maxrss`` from ``os.wait4``) measures
-what reading it cost, and a runaway allocation cannot take the test runner down with it
-(the child also runs under an address-space limit).
+the peak resident memory of that child alone measures what reading it cost, and a
+runaway allocation cannot take the test runner down with it (the child also runs under
+an address-space limit). The child reports its own peak at exit
+(``child_site/sitecustomize.py``); a child killed before it could is judged by
+``ru_maxrss``, which also counts the runner's memory from before the exec (an upper
+bound).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+
+CHILD_SITE = Path(__file__).parent / "child_site"
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,14 @@ def run_child(
     def limit_address_space() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CHILD_SITE), env.get("PYTHONPATH")]))
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        env["NNSCRATCH_TEST_PEAK_FILE"] = peak_file = os.path.join(scratch, "peak_kib")
         process = subprocess.Popen(
             [sys.executable, *args],
             cwd=cwd,
@@ -64,7 +77,11 @@ def run_child(
         process.returncode = os.waitstatus_to_exitcode(status)  # already reaped: keep Popen quiet
         out.seek(0)
         err.seek(0)
-        return ChildResult(process.returncode, out.read(), err.read(), usage.ru_maxrss / 1024)
+        peak_kib = usage.ru_maxrss
+        if os.path.exists(peak_file):
+            with open(peak_file) as reported:
+                peak_kib = int(reported.read())
+        return ChildResult(process.returncode, out.read(), err.read(), peak_kib / 1024)
 
 
 def python_baseline_mb() -> float:
