@@ -66,20 +66,24 @@ def transform_weight(w: np.ndarray, rotated: bool = False) -> np.ndarray:
     """
     C_out, C_in = w.shape[:2]
     U = np.empty((16, C_out, C_in), dtype=w.dtype)
+    flat = U.reshape(16, C_out * C_in)
 
     def share(n0: int, n1: int) -> None:  # output channels n0 .. n1-1
-        U[:, n0:n1] = _transform(w[n0:n1], rotated)
+        _transform(w[n0:n1], rotated, out=flat[:, n0 * C_in : n1 * C_in])
 
     map_shares(share, C_out, size=U.size)
     return U
 
 
-def _transform(w: np.ndarray, rotated: bool) -> np.ndarray:
-    """:func:`transform_weight` of w (C_out, C_in, 3, 3) on the calling thread."""
+def _transform(w: np.ndarray, rotated: bool, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`transform_weight` of w (C_out, C_in, 3, 3) on the calling thread, as (16,
+    C_out * C_in) into ``out`` if given, else as a new (16, C_out, C_in)."""
     C_out, C_in = w.shape[:2]
     kernels = np.ascontiguousarray(w.reshape(C_out * C_in, 9).T)
-    transform = WEIGHT_TRANSFORM[ROTATED] if rotated else WEIGHT_TRANSFORM
-    return (transform.astype(w.dtype) @ kernels).reshape(16, C_out, C_in)
+    transform = (WEIGHT_TRANSFORM[ROTATED] if rotated else WEIGHT_TRANSFORM).astype(w.dtype)
+    if out is not None:
+        return np.matmul(transform, kernels, out=out)
+    return (transform @ kernels).reshape(16, C_out, C_in)
 
 
 def _weight_gradient(dU: np.ndarray) -> np.ndarray:
