@@ -31,6 +31,7 @@ import numpy as np
 
 from nnscratch.functional.conv import ConvGeometry
 from nnscratch.functional.fast.scratch import image_chunks, scratch
+from nnscratch.functional.fast.weight_cache import derived
 from nnscratch.functional.fast.winograd_tiles import input_tiles_kernel, output_tiles_kernel
 from nnscratch.functional.fast.workers import map_shares
 
@@ -56,9 +57,8 @@ def applies(g: ConvGeometry) -> bool:
     return tuple(g[:6]) == (3, 3, 1, 1, 1, 1)
 
 
-def transform_weight(w: np.ndarray, rotated: bool = False) -> np.ndarray:
-    """U (16, C_out, C_in) = G g G^T for every kernel g = w[c_out, c_in] (3x3); with
-    ``rotated``, U[ROTATED] (for dx's convolution).
+def transform_weight(w: np.ndarray) -> np.ndarray:
+    """U (16, C_out, C_in) = G g G^T for every kernel g = w[c_out, c_in] (3x3).
 
     One product (16, 9) @ (9, C_in) per output channel, in shares across the cores (a
     multithreaded BLAS call here would leave BLAS's threads spinning on the cores the
@@ -67,23 +67,31 @@ def transform_weight(w: np.ndarray, rotated: bool = False) -> np.ndarray:
     C_out, C_in = w.shape[:2]
     U = np.empty((16, C_out, C_in), dtype=w.dtype)
     flat = U.reshape(16, C_out * C_in)
+    transform = WEIGHT_TRANSFORM.astype(w.dtype)
 
     def share(n0: int, n1: int) -> None:  # output channels n0 .. n1-1
-        _transform(w[n0:n1], rotated, out=flat[:, n0 * C_in : n1 * C_in])
+        kernels = np.ascontiguousarray(w[n0:n1].reshape(-1, 9).T)
+        np.matmul(transform, kernels, out=flat[:, n0 * C_in : n1 * C_in])
 
     map_shares(share, C_out, size=U.size)
     return U
 
 
-def _transform(w: np.ndarray, rotated: bool, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`transform_weight` of w (C_out, C_in, 3, 3) on the calling thread, as (16,
-    C_out * C_in) into ``out`` if given, else as a new (16, C_out, C_in)."""
-    C_out, C_in = w.shape[:2]
-    kernels = np.ascontiguousarray(w.reshape(C_out * C_in, 9).T)
-    transform = (WEIGHT_TRANSFORM[ROTATED] if rotated else WEIGHT_TRANSFORM).astype(w.dtype)
-    if out is not None:
-        return np.matmul(transform, kernels, out=out)
-    return (transform @ kernels).reshape(16, C_out, C_in)
+def transformed(w: np.ndarray) -> np.ndarray:
+    """:func:`transform_weight` of w, computed once while w keeps its values
+    (:mod:`.weight_cache`): a step's forward and backward pass share it, and inference
+    calls reuse it until the weights change."""
+    return derived(w, "winograd U", transform_weight)
+
+
+def _products(U: np.ndarray, V: np.ndarray, rotated: bool, M: np.ndarray) -> np.ndarray:
+    """M[k] = U[k] @ V[k] for the 16 tile positions k; for dx's convolution (``rotated``),
+    M[k] = U[ROTATED[k]]^T @ V[k]."""
+    if not rotated:
+        return np.matmul(U, V, out=M)
+    for k in range(16):
+        np.matmul(U[ROTATED[k]].T, V[k], out=M[k])
+    return M
 
 
 def _weight_gradient(dU: np.ndarray) -> np.ndarray:
@@ -126,12 +134,12 @@ def splits_channels(C_in: int, C_out: int, itemsize: int) -> bool:
     return 16 * C_in * C_out * itemsize >= CHANNEL_SPLIT_BYTES
 
 
-def _convolve_by_images(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """y (N, C_out, H, W) = the 3x3 padding-1 convolution of x (N, C_in, H, W) whose
-    transformed weight is ``weights`` (16, C_out, C_in), each core on a share of the
-    images, in chunks."""
+def _convolve_by_images(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
+    """y = the 3x3 padding-1 convolution of x (N, C_in, H, W) whose transformed weight is U
+    (``rotated``: dx's convolution for the forward weight's U, see :func:`_products`),
+    each core on a share of the images, in chunks."""
     N, C_in, H, W = x.shape
-    C_out = weights.shape[1]
+    C_out = U.shape[2] if rotated else U.shape[1]
     L = np.prod(_tiles(H, W))
     y = np.empty((N, C_out, H, W), dtype=x.dtype)
 
@@ -140,7 +148,7 @@ def _convolve_by_images(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
             T = (z - a) * L
             V = scratch("wino_v", (16, C_in, T), x.dtype)
             input_tiles_kernel(x, a, z - a, V, 0)
-            M = np.matmul(weights, V, out=scratch("wino_m", (16, C_out, T), x.dtype))
+            M = _products(U, V, rotated, scratch("wino_m", (16, C_out, T), x.dtype))
             output_tiles_kernel(M, y, a, 0)
 
     map_shares(share, N, size=x.size * 4 + y.size)
@@ -161,22 +169,18 @@ def _all_input_tiles(x: np.ndarray) -> np.ndarray:
     return V
 
 
-def _convolve_by_channels(x: np.ndarray, w: np.ndarray, rotated: bool) -> np.ndarray:
-    """:func:`_convolve_by_images` from w itself (``rotated``: dx's convolution), each
-    core on a share of the output channels: it transforms its part of w and multiplies it
-    with the whole batch's tiles."""
+def _convolve_by_channels(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
+    """:func:`_convolve_by_images`, each core on a share of the output channels: it
+    multiplies its rows (or, ``rotated``, columns) of U with the whole batch's tiles."""
     N, _, H, W = x.shape
-    C_out = w.shape[1] if rotated else w.shape[0]
+    C_out = U.shape[2] if rotated else U.shape[1]
     V = _all_input_tiles(x)
     y = np.empty((N, C_out, H, W), dtype=x.dtype)
 
     def share(c0: int, c1: int) -> None:
-        if rotated:
-            weights = _transform(w[:, c0:c1], rotated=True).transpose(0, 2, 1)
-        else:
-            weights = _transform(w[c0:c1], rotated=False)
-        M = np.matmul(weights, V, out=scratch("wino_m", (16, c1 - c0, V.shape[2]), x.dtype))
-        output_tiles_kernel(M, y, 0, c0)
+        part = U[:, :, c0:c1] if rotated else U[:, c0:c1]
+        M = scratch("wino_m", (16, c1 - c0, V.shape[2]), x.dtype)
+        output_tiles_kernel(_products(part, V, rotated, M), y, 0, c0)
 
     map_shares(share, C_out, size=V.size * 2)
     return y
@@ -186,8 +190,8 @@ def winograd_forward(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """y (N, C_out, H, W) = conv2d(x, w, stride 1, padding 1) for x (N, C_in, H, W), w 3x3."""
     C_out, C_in = w.shape[:2]
     if splits_channels(C_in, C_out, x.itemsize):
-        return _convolve_by_channels(x, w, rotated=False)
-    return _convolve_by_images(x, transform_weight(w))
+        return _convolve_by_channels(x, transformed(w), rotated=False)
+    return _convolve_by_images(x, transformed(w), rotated=False)
 
 
 def winograd_backward(
@@ -196,9 +200,9 @@ def winograd_backward(
     """(dx, dw) of :func:`winograd_forward` from dy (N, C_out, H, W)."""
     C_out, C_in = w.shape[:2]
     if splits_channels(C_in, C_out, x.itemsize):
-        return _convolve_by_channels(dy, w, rotated=True), _weight_gradient_by_channels(dy, x)
-    dx = _convolve_by_images(dy, transform_weight(w, rotated=True).transpose(0, 2, 1))
-    return dx, _weight_gradient_by_images(dy, x)
+        dx = _convolve_by_channels(dy, transformed(w), rotated=True)
+        return dx, _weight_gradient_by_channels(dy, x)
+    return _convolve_by_images(dy, transformed(w), rotated=True), _weight_gradient_by_images(dy, x)
 
 
 def _weight_gradient_by_images(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
