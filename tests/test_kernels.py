@@ -139,3 +139,19 @@ def test_float32_training_step_stays_float32(rng):
     ]
     for p in model.parameters():
         assert p.data.dtype == p.grad.dtype == np.float32
+
+
+def test_chunks_keep_their_rows_off_multiples_of_4_kb(monkeypatch):
+    """1024 float32 tiles a row would alias in the caches: 15 images of 64 tiles instead of
+    16; rows that are 4 kB per image cannot avoid it and keep the size that fits."""
+
+    def sizes(n, rows, L, itemsize):
+        runs = list(scratch_space.image_chunks(0, n, rows, L, itemsize))
+        assert [a for a, _ in runs] == [0] + [b for _, b in runs[:-1]] and runs[-1][1] == n
+        return [b - a for a, b in runs]
+
+    assert sizes(64, 16 * 32, 64, 4) == [15] * 4 + [4]  # 2 MB fit 16 images of 128 kB
+    assert sizes(64, 16 * 32, 64, 8) == [7] * 9 + [1]  # float64: 8 would fit
+    assert sizes(9, 10, 1024, 4) == [9]  # 4 kB an image: no choice
+    monkeypatch.setattr(scratch_space, "ALIAS_BYTES", 0)
+    assert sizes(64, 16 * 32, 64, 4) == [16] * 4

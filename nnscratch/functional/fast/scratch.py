@@ -17,6 +17,7 @@ import numpy as np
 # still GEMMs of hundreds to thousands of columns. (With both cores at work, 16 MB chunks
 # spilled out of the shared L3 and made ResNet-18's first-stage convolutions 15-30% slower.)
 CHUNK_BYTES = 2 << 20
+ALIAS_BYTES = 4096  # one page: the stride at which rows alias in the L1 and L2 caches
 
 _scratch = threading.local()
 
@@ -33,8 +34,15 @@ def scratch(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 
 def image_chunks(n0: int, n1: int, rows: int, L: int, itemsize: int) -> Iterator[tuple[int, int]]:
-    """Split images [n0, n1) into runs [a, b) whose (rows, nb * L) matrices fill about CHUNK_BYTES."""
+    """Split images [n0, n1) into runs [a, b) whose (rows, nb * L) matrices fill about CHUNK_BYTES.
+
+    Where it can, nb keeps the rows' length in bytes off multiples of ALIAS_BYTES: rows at
+    such a stride fall into the same cache sets, and a product over them runs at half
+    speed (32-channel Winograd products: 50 GFLOP/s with 1024 tiles a row, 107 with 960).
+    """
     per_image = max(1, rows * L * itemsize)
     nb = int(min(n1 - n0, max(1, CHUNK_BYTES // per_image)))
+    if ALIAS_BYTES:
+        nb = next((k for k in range(nb, 0, -1) if k * L * itemsize % ALIAS_BYTES), nb)
     for a in range(n0, n1, nb):
         yield a, min(n1, a + nb)
