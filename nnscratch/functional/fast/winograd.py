@@ -27,6 +27,8 @@ The backward pass uses the same machinery:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nnscratch.functional.conv import ConvGeometry
@@ -109,7 +111,10 @@ def _tiles(H: int, W: int) -> tuple[int, int]:
 
 def _output_gradient_tiles(dy: np.ndarray, a: int, z: int, out: np.ndarray) -> None:
     """out (16, C_out, T) = dM = kron(A, A) @ the 2x2 tiles of dy[a:z] (the transpose of
-    :func:`_output_tiles`); the missing outputs of cropped tiles get no gradient."""
+    the output transform); the missing outputs of cropped tiles get no gradient.
+
+    (A numba kernel for it, built like :mod:`.winograd_tiles`, was faster on 32 x 32
+    planes and slower on smaller ones: no faster over ResNet-18.)"""
     k, C_out, H, W = z - a, *dy.shape[1:]
     th, tw = _tiles(H, W)
     d = dy[a:z]
@@ -140,7 +145,7 @@ def _convolve_by_images(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarr
     each core on a share of the images, in chunks."""
     N, C_in, H, W = x.shape
     C_out = U.shape[2] if rotated else U.shape[1]
-    L = np.prod(_tiles(H, W))
+    L = math.prod(_tiles(H, W))
     y = np.empty((N, C_out, H, W), dtype=x.dtype)
 
     def share(n0: int, n1: int) -> None:
@@ -158,7 +163,7 @@ def _convolve_by_images(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarr
 def _all_input_tiles(x: np.ndarray) -> np.ndarray:
     """V (16, C_in, N * tiles) of the whole batch, the images shared across the cores."""
     N, C_in, H, W = x.shape
-    L = np.prod(_tiles(H, W))
+    L = math.prod(_tiles(H, W))
     V = np.empty((16, C_in, N * L), dtype=x.dtype)
 
     def share(n0: int, n1: int) -> None:
@@ -209,7 +214,7 @@ def _weight_gradient_by_images(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """dw: each core sums dU[k] = dM[k] V[k]^T over its share of the images, in chunks."""
     N, C_in, H, W = x.shape
     C_out = dy.shape[1]
-    L = np.prod(_tiles(H, W))
+    L = math.prod(_tiles(H, W))
     dtype = x.dtype
 
     def share(n0: int, n1: int) -> np.ndarray:  # this share's part of dU (16, C_out, C_in)
@@ -240,7 +245,7 @@ def _weight_gradient_by_channels(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     share of the output channels."""
     N, C_in, H, W = x.shape
     C_out = dy.shape[1]
-    L = np.prod(_tiles(H, W))
+    L = math.prod(_tiles(H, W))
     V = _all_input_tiles(x)
     dM = np.empty((16, C_out, N * L), dtype=x.dtype)
 
