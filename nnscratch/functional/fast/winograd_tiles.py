@@ -11,7 +11,8 @@ the other in loops over all the tiles of a plane at once: hundreds of iterations
 that LLVM vectorises (indices unsigned, as in :mod:`.im2col`), and that write (or read)
 each of the 16 rows of V (or M) contiguously, straight into the operands of the 16
 products. (Both 1-D passes inside rows of tiles left the loops too short to vectorise:
-2-4x slower.) They run on the calling thread and release the GIL.
+2-4x slower.) They run on the calling thread and release the GIL. Like all numba kernels
+here they do not check bounds: the callers in :mod:`.winograd` size V, M and y.
 
 Tile (ty, tx) of a plane covers rows 2ty-1 .. 2ty+2 and columns 2tx-1 .. 2tx+2 of the
 input (zero outside it) and outputs rows 2ty, 2ty+1 and columns 2tx, 2tx+1; it is
