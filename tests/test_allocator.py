@@ -8,16 +8,19 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TINY_FLAGS
 
+from nnscratch.cli import main
 from nnscratch.functional.fast import allocator
 
-# A child that imports the fast tier, runs two "steps" (arrays of several sizes, all
+# A child that has the layers pick the fast tier, runs two "steps" (arrays of several sizes, all
 # freed at the end, as a training step's activations are), and prints how many page
 # faults a third step costs: 47 MB of arrays, some 12,000 pages if all were fresh.
 CHILD = """
 import resource
 import numpy as np
-import nnscratch.functional.fast
+from nnscratch.functional.tiers import ops
+ops()
 def step():
     kept = [np.ones(n << 18, dtype=np.float32) for n in (8, 4, 8, 2, 16, 1, 8)]
     del kept
@@ -45,8 +48,18 @@ def test_a_steps_arrays_reuse_freed_memory_without_page_faults():
 
 
 def test_the_setting_is_checked(monkeypatch):
+    allocator.keep_freed_memory.cache_clear()  # read again, as in a fresh process
     monkeypatch.setenv("NNSCRATCH_KEEP_FREED_MEMORY", "yes")
     with pytest.raises(ValueError, match="NNSCRATCH_KEEP_FREED_MEMORY must be 0 or 1"):
         allocator.keep_freed_memory()
     monkeypatch.setenv("NNSCRATCH_KEEP_FREED_MEMORY", "0")
     assert allocator.keep_freed_memory() is False
+
+
+def test_a_bad_setting_is_one_line_before_any_work(capsys, tmp_path, monkeypatch):
+    allocator.keep_freed_memory.cache_clear()
+    monkeypatch.setenv("NNSCRATCH_KEEP_FREED_MEMORY", "yes")
+    assert main(["train", *TINY_FLAGS, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "NNSCRATCH_KEEP_FREED_MEMORY must be 0 or 1, got 'yes'" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()

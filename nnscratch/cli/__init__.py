@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from nnscratch.functional.fast.allocator import keep_freed_memory
 from nnscratch.functional.fast.workers import num_workers
 from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         num_workers()  # a bad NNSCRATCH_NUM_THREADS fails here, before any work
+        keep_freed_memory()  # and so does a bad NNSCRATCH_KEEP_FREED_MEMORY
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("nnscratch: interrupted", file=sys.stderr)

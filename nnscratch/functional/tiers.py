@@ -46,7 +46,9 @@ def reference_active() -> bool:
 
 
 def ops() -> ModuleType:
-    """The module whose ops the layers call now: ``nnscratch.functional`` or its ``fast``."""
-    return importlib.import_module(
-        "nnscratch.functional" if reference_active() else "nnscratch.functional.fast"
-    )
+    """The module whose ops the layers call now: ``nnscratch.functional`` or its ``fast``
+    (whose first use sets the allocator up, :mod:`nnscratch.functional.fast.allocator`)."""
+    if reference_active():
+        return importlib.import_module("nnscratch.functional")
+    importlib.import_module("nnscratch.functional.fast.allocator").keep_freed_memory()
+    return importlib.import_module("nnscratch.functional.fast")

@@ -3,12 +3,11 @@
 Same names, signatures, caches and results (float64 to 1e-12, float32 to 1e-5 relative,
 tested); numba kernels that release the GIL, one share of the batch per core
 (:mod:`.workers`), chunks that stay in cache and reused scratch buffers. The layers
-use these unless ``nnscratch.reference_mode()`` is on. Importing it keeps freed memory
-in the process for the next step's arrays (:mod:`.allocator`).
+use these unless ``nnscratch.reference_mode()`` is on; the first time they do, freed
+memory starts being kept for the next step's arrays (:mod:`.allocator`).
 """
 
 from nnscratch.functional.fast.activation import relu_backward, relu_forward
-from nnscratch.functional.fast.allocator import keep_freed_memory
 from nnscratch.functional.fast.batch_norm import batch_norm2d_backward, batch_norm2d_forward
 from nnscratch.functional.fast.conv import conv2d_backward, conv2d_forward
 from nnscratch.functional.fast.pooling import max_pool2d_backward, max_pool2d_forward
@@ -23,5 +22,3 @@ __all__ = [
     "relu_backward",
     "relu_forward",
 ]
-
-keep_freed_memory()

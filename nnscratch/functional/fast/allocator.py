@@ -11,12 +11,15 @@ Setting glibc's ``M_MMAP_THRESHOLD`` to its maximum (32 MB: larger arrays are st
 mapped) and ``M_TRIM_THRESHOLD`` to 1 GB keeps the freed memory in the heap, where the
 next step's arrays of the same sizes find it. The peak memory is the same; the process
 just keeps it between steps. It applies to the whole process (NumPy's other arrays
-too), so ``NNSCRATCH_KEEP_FREED_MEMORY=0`` leaves glibc's defaults alone.
+too), so ``NNSCRATCH_KEEP_FREED_MEMORY=0`` leaves glibc's defaults alone. It is done
+when the layers first use the fast tier (:func:`nnscratch.functional.tiers.ops`), not on
+import: a bad setting is then a ``ValueError`` where the command-line reports it.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -26,9 +29,11 @@ MMAP_THRESHOLD_MAX = 32 << 20  # glibc's limit on 64-bit systems
 TRIM_THRESHOLD = 1 << 30
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
-    """Set the two thresholds above, once per process; False where it does not apply
-    (not glibc, or ``NNSCRATCH_KEEP_FREED_MEMORY=0``) or glibc refused."""
+    """Set the two thresholds above, once per process (an invalid setting raises every
+    time); False where it does not apply (not glibc, or ``NNSCRATCH_KEEP_FREED_MEMORY=0``)
+    or glibc refused."""
     setting = os.environ.get("NNSCRATCH_KEEP_FREED_MEMORY", "1").strip()
     if setting not in ("0", "1"):
         raise ValueError(f"NNSCRATCH_KEEP_FREED_MEMORY must be 0 or 1, got {setting!r}")
