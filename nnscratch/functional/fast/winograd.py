@@ -194,21 +194,20 @@ def _convolve_by_channels(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.nda
 
 def winograd_forward(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """y (N, C_out, H, W) = conv2d(x, w, stride 1, padding 1) for x (N, C_in, H, W), w 3x3."""
-    C_out, C_in = w.shape[:2]
-    if splits_channels(C_in, C_out, x.itemsize):
-        return _convolve_by_channels(x, transformed(w), rotated=False)
-    return _convolve_by_images(x, transformed(w), rotated=False)
+    by_channels = splits_channels(w.shape[1], w.shape[0], x.itemsize)
+    convolve = _convolve_by_channels if by_channels else _convolve_by_images
+    return convolve(x, transformed(w), rotated=False)
 
 
 def winograd_backward(
     dy: np.ndarray, x: np.ndarray, w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(dx, dw) of :func:`winograd_forward` from dy (N, C_out, H, W)."""
-    C_out, C_in = w.shape[:2]
-    if splits_channels(C_in, C_out, x.itemsize):
-        dx = _convolve_by_channels(dy, transformed(w), rotated=True)
-        return dx, _weight_gradient_by_channels(dy, x)
-    return _convolve_by_images(dy, transformed(w), rotated=True), _weight_gradient_by_images(dy, x)
+    if splits_channels(w.shape[1], w.shape[0], x.itemsize):
+        convolve, weight_gradient = _convolve_by_channels, _weight_gradient_by_channels
+    else:
+        convolve, weight_gradient = _convolve_by_images, _weight_gradient_by_images
+    return convolve(dy, transformed(w), rotated=True), weight_gradient(dy, x)
 
 
 def _weight_gradient_by_images(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
