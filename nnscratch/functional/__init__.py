@@ -16,6 +16,7 @@ from nnscratch.functional.conv import (
     conv2d_naive_forward,
     im2col,
 )
+from nnscratch.functional.conv_bn import conv2d_bn_inference
 from nnscratch.functional.linear import linear_backward, linear_forward
 from nnscratch.functional.loss import (
     bce_with_logits_backward,
@@ -37,6 +38,7 @@ __all__ = [
     "bce_with_logits_forward",
     "col2im",
     "conv2d_backward",
+    "conv2d_bn_inference",
     "conv2d_forward",
     "conv2d_naive_backward",
     "conv2d_naive_forward",

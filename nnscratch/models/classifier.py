@@ -17,6 +17,7 @@ from nnscratch.nn.activation import ReLU
 from nnscratch.nn.batch_norm import BatchNorm2d
 from nnscratch.nn.container import Identity
 from nnscratch.nn.conv import Conv2d
+from nnscratch.nn.fusion import sequence
 from nnscratch.nn.grad_mode import no_grad
 from nnscratch.nn.linear import Linear
 from nnscratch.nn.module import Module, trace_calls
@@ -46,9 +47,7 @@ class ImageClassifier(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Logits (N, num_classes) for images x (N, in_channels, H, W)."""
-        for stage in self._stages():
-            x = stage(x)
-        return x
+        return sequence(self._stages(), x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dL/dx (N, in_channels, H, W) from dL/dlogits (N, num_classes)."""
@@ -58,9 +57,7 @@ class ImageClassifier(Module):
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """The pooled embedding (N, fc.in_features) that the head classifies."""
-        for stage in [*self.backbone(), self.flatten]:
-            x = stage(x)
-        return x
+        return sequence([*self.backbone(), self.flatten], x)
 
     def init_conv_weights(self, scheme: str, rng: np.random.Generator) -> None:
         """Re-draw every convolution's weight with ``scheme`` (he, xavier or torch), in place."""

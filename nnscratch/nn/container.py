@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from nnscratch.nn.fusion import sequence
 from nnscratch.nn.module import Module
 
 
@@ -32,9 +33,7 @@ class Sequential(Module):
             setattr(self, str(index), module)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for module in self._modules.values():
-            x = module(x)
-        return x
+        return sequence(self._modules.values(), x)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         for module in reversed(self._modules.values()):

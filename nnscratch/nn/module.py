@@ -42,6 +42,25 @@ def trace_calls() -> Iterator[list[tuple[Module, tuple[int, ...]]]]:
         _calls = previous
 
 
+def tracing_calls() -> bool:
+    """True inside :func:`trace_calls`, where every module must be called on its own."""
+    return _calls is not None
+
+
+@contextlib.contextmanager
+def errors_named_after(module: Module) -> Iterator[None]:
+    """Prefix a bad-input error from inside the block with ``module``'s repr (once: the
+    innermost module that saw it names it)."""
+    try:
+        yield
+    except (InputShapeError, InputDtypeError) as error:
+        if getattr(error, "layer_named", False):
+            raise
+        labelled = type(error)(f"{module!r}: {error}")
+        labelled.layer_named = True
+        raise labelled from None
+
+
 # Inside retain_caches(): pop_cache() hands out the cache and keeps it.
 _retaining = False
 
@@ -116,14 +135,8 @@ class Module:
         if _calls is not None:  # reserve the slot at entry so parents precede children
             slot = len(_calls)
             _calls.append((self, ()))
-        try:
+        with errors_named_after(self):
             y = self.forward(*inputs)
-        except (InputShapeError, InputDtypeError) as error:
-            if getattr(error, "layer_named", False):
-                raise
-            labelled = type(error)(f"{self!r}: {error}")
-            labelled.layer_named = True
-            raise labelled from None
         if slot is not None and _calls is not None:
             _calls[slot] = (self, np.shape(y))
         return y

@@ -3,6 +3,8 @@
 Forward:   h   = shared(x)                        (nothing, except in a pre-activation block
                                                    whose shortcut changes shape: its BN-ReLU)
            out = after_add(main(h) + shortcut(h))  (after_add: ReLU, or nothing when pre-activated)
+                                                  (in inference, main's last conv -> BN, the
+                                                   + and the ReLU run as one op: nn.fusion)
 Backward:  d = after_add'(...) * dy feeds *both* branches unchanged, and
            dh = main.backward(d) + shortcut.backward(d),   dx = shared.backward(dh)
 A plain block (``residual=False``) has no shortcut: out = after_add(main(x)).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnscratch.nn.fusion import sequence
 from nnscratch.nn.module import Module
 from nnscratch.nn.shortcut import ZeroPadShortcut, projection
 from nnscratch.utils.frobenius_norm import frobenius_norm
@@ -93,15 +96,11 @@ class ResidualBlock(Module):
         return self.downsample.backward(d) if self.downsample is not None else d
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        h = x
-        for layer in self.shared_path():
-            h = layer(h)
-        out = h
-        for layer in self.main_path():
-            out = layer(out)
-        if self.residual:
-            out = out + (self.downsample(h) if self.downsample is not None else h)
-        return self.after_add(out)
+        h = sequence(self.shared_path(), x)
+        if not self.residual:
+            return sequence(self.main_path(), h, then=self.after_add)
+        shortcut = self.downsample(h) if self.downsample is not None else h
+        return sequence(self.main_path(), h, plus=shortcut, then=self.after_add)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         d = self.after_add.backward(dy)  # gradient at the output of the `+`

@@ -10,12 +10,14 @@ memory starts being kept for the next step's arrays (:mod:`.allocator`).
 from nnscratch.functional.fast.activation import relu_backward, relu_forward
 from nnscratch.functional.fast.batch_norm import batch_norm2d_backward, batch_norm2d_forward
 from nnscratch.functional.fast.conv import conv2d_backward, conv2d_forward
+from nnscratch.functional.fast.conv_bn import conv2d_bn_inference
 from nnscratch.functional.fast.pooling import max_pool2d_backward, max_pool2d_forward
 
 __all__ = [
     "batch_norm2d_backward",
     "batch_norm2d_forward",
     "conv2d_backward",
+    "conv2d_bn_inference",
     "conv2d_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",

@@ -110,6 +110,16 @@ backward_dx_kernel = njit(cache=True, nogil=True)(_backward_dx)
 
 
 # ----------------------------------------------------------------------- forward/backward
+def affine_coefficients(
+    mean: np.ndarray, var: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inv_std, scale, shift), each (C,) in mean's dtype, with which batch norm is the
+    affine map y = gamma * (x - mean) * inv_std + beta = x * scale + shift."""
+    inv_std = (1 / np.sqrt(var + eps)).astype(mean.dtype)
+    scale = gamma * inv_std
+    return inv_std, scale, beta - mean * scale
+
+
 def batch_norm2d_forward(
     x: np.ndarray,
     gamma: np.ndarray,
@@ -138,9 +148,7 @@ def batch_norm2d_forward(
     else:
         mean = running_mean.astype(x.dtype)
         var = running_var.astype(x.dtype)
-    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)
-    scale = gamma * inv_std  # y = gamma * (x - mu) * inv_std + beta = x * scale + shift
-    shift = beta - mean * scale
+    inv_std, scale, shift = affine_coefficients(mean, var, gamma, beta, eps)
     y = np.empty_like(x)
     y3 = y.reshape(N, C, H * W)
     map_shares(lambda n0, n1: affine_kernel(x3[n0:n1], scale, shift, y3[n0:n1]), N, x.size)

@@ -79,18 +79,27 @@ def conv2d_forward(
     g = conv_geometry("conv2d", x, w, stride, padding)
     check_same_dtype("conv2d", "x", {"x": x, "w": w, "b": b})
     x = np.ascontiguousarray(x)
-    if conv_path(x.shape, w.shape, g) == "winograd":
-        y = winograd.winograd_forward(x, w)
-    else:
-        y = _gemm_forward(x, w, g)
+    y = convolve(x, w, g)
     if b is not None:
         y += b[:, None, None]
     return y, Conv2dCache(x, w, b is not None, g)
 
 
-def _gemm_forward(x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+def convolve(
+    x: np.ndarray, w: np.ndarray, g: ConvGeometry, finish: winograd.Finish | None = None
+) -> np.ndarray:
+    """y (N, C_out, H_out, W_out) of a contiguous x by the path :func:`conv_path` picks;
+    ``finish(y, n0, n1, c0, c1)``, if given, runs on each block of y as it is completed."""
+    if conv_path(x.shape, w.shape, g) == "winograd":
+        return winograd.winograd_forward(x, w, finish)
+    return _gemm_forward(x, w, g, finish)
+
+
+def _gemm_forward(
+    x: np.ndarray, w: np.ndarray, g: ConvGeometry, finish: winograd.Finish | None
+) -> np.ndarray:
     """y (N, C_out, H_out, W_out) by im2col + GEMM, per chunk of nb images:
-    ``Y = W2 @ cols``, (C_out, nb*L) -> y[n0:n1] (nb, C_out, L)."""
+    ``Y = W2 @ cols``, (C_out, nb*L) -> y[n0:n1] (nb, C_out, L); then ``finish`` on it."""
     N, C_in = x.shape[:2]
     C_out, L = w.shape[0], g.H_out * g.W_out
     w2 = w.reshape(C_out, -1)  # (C_out, K), K = C_in*KH*KW
@@ -100,7 +109,10 @@ def _gemm_forward(x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
 
     def share(n0: int, n1: int) -> None:  # y[n0:n1], on one core
         if g.pointwise:  # one GEMM per image, straight into NCHW
-            np.matmul(w2, x[n0:n1].reshape(n1 - n0, C_in, L), out=y3[n0:n1])
+            for a, z in image_chunks(n0, n1, C_in + C_out, L, x.itemsize):
+                np.matmul(w2, x[a:z].reshape(z - a, C_in, L), out=y3[a:z])
+                if finish is not None:
+                    finish(y, a, z, 0, C_out)
             return
         for a, z in image_chunks(n0, n1, K, L, x.itemsize):
             cols = scratch("cols", (K, (z - a) * L), x.dtype)
@@ -110,6 +122,8 @@ def _gemm_forward(x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
             else:  # (C_out, nb*L) -> (nb, C_out, L): a copy of the chunk, in cache
                 y_chunk = np.matmul(w2, cols, out=scratch("gemm", (C_out, (z - a) * L), x.dtype))
                 y3[a:z] = y_chunk.reshape(C_out, z - a, L).transpose(1, 0, 2)
+            if finish is not None:
+                finish(y, a, z, 0, C_out)
 
     map_shares(share, N, size=x.size * g.KH * g.KW + y.size)
     return y

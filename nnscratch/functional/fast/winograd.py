@@ -28,6 +28,7 @@ The backward pass uses the same machinery:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -47,6 +48,10 @@ OUTPUT_TRANSFORM = np.kron(A_T, A_T)  # (4, 16):  M -> 2x2 output tile
 # Rotating the kernel by 180 degrees swaps G's rows 0 and 3 (G J = P G), so the tile
 # position (i, j) of U becomes (r(i), r(j)) with r swapping 0 and 3.
 ROTATED = np.array([4 * r + s for r in (3, 1, 2, 0) for s in (3, 1, 2, 0)])
+
+# finish(y, n0, n1, c0, c1): work on the block y[n0:n1, c0:c1] of a forward pass's output
+# just completed (still in cache), such as inference's batch norm and ReLU (:mod:`.conv_bn`).
+Finish = Callable[[np.ndarray, int, int, int, int], None]
 
 # U's size from which the cores share a layer's channels rather than its images (measured
 # with 2 cores and a 32 MB L3: images faster with 256 channels, 4 MB of U; channels
@@ -140,10 +145,13 @@ def splits_channels(C_in: int, C_out: int, itemsize: int) -> bool:
     return 16 * C_in * C_out * itemsize >= CHANNEL_SPLIT_BYTES
 
 
-def _convolve_by_images(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
+def _convolve_by_images(
+    x: np.ndarray, U: np.ndarray, rotated: bool, finish: Finish | None = None
+) -> np.ndarray:
     """y = the 3x3 padding-1 convolution of x (N, C_in, H, W) whose transformed weight is U
     (``rotated``: dx's convolution for the forward weight's U, see :func:`_products`),
-    each core on a share of the images, in chunks."""
+    each core on a share of the images, in chunks; ``finish(y, a, z, 0, C_out)`` runs on
+    each chunk of images a .. z-1 of y while it is in cache."""
     N, C_in, H, W = x.shape
     C_out = U.shape[2] if rotated else U.shape[1]
     L = math.prod(_tiles(H, W))
@@ -156,6 +164,8 @@ def _convolve_by_images(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarr
             input_tiles_kernel(x, a, z - a, V, 0)
             M = _products(U, V, rotated, scratch("wino_m", (16, C_out, T), x.dtype))
             output_tiles_kernel(M, y, a, 0)
+            if finish is not None:
+                finish(y, a, z, 0, C_out)
 
     map_shares(share, N, size=x.size * 4 + y.size)
     return y
@@ -175,9 +185,12 @@ def _all_input_tiles(x: np.ndarray) -> np.ndarray:
     return V
 
 
-def _convolve_by_channels(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.ndarray:
+def _convolve_by_channels(
+    x: np.ndarray, U: np.ndarray, rotated: bool, finish: Finish | None = None
+) -> np.ndarray:
     """:func:`_convolve_by_images`, each core on a share of the output channels: it
-    multiplies its rows (or, ``rotated``, columns) of U with the whole batch's tiles."""
+    multiplies its rows (or, ``rotated``, columns) of U with the whole batch's tiles
+    (``finish(y, 0, N, c0, c1)`` on its channels c0 .. c1-1 at the end)."""
     N, _, H, W = x.shape
     C_out = U.shape[2] if rotated else U.shape[1]
     V = _all_input_tiles(x)
@@ -187,16 +200,19 @@ def _convolve_by_channels(x: np.ndarray, U: np.ndarray, rotated: bool) -> np.nda
         part = U[:, :, c0:c1] if rotated else U[:, c0:c1]
         M = scratch("wino_m", (16, c1 - c0, V.shape[2]), x.dtype)
         output_tiles_kernel(_products(part, V, rotated, M), y, 0, c0)
+        if finish is not None:
+            finish(y, 0, N, c0, c1)
 
     map_shares(share, C_out, size=V.size * 2)
     return y
 
 
-def winograd_forward(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """y (N, C_out, H, W) = conv2d(x, w, stride 1, padding 1) for x (N, C_in, H, W), w 3x3."""
+def winograd_forward(x: np.ndarray, w: np.ndarray, finish: Finish | None = None) -> np.ndarray:
+    """y (N, C_out, H, W) = conv2d(x, w, stride 1, padding 1) for x (N, C_in, H, W), w 3x3;
+    ``finish(y, n0, n1, c0, c1)``, if given, runs on each block of y as it is completed."""
     by_channels = splits_channels(w.shape[1], w.shape[0], x.itemsize)
     convolve = _convolve_by_channels if by_channels else _convolve_by_images
-    return convolve(x, transformed(w), rotated=False)
+    return convolve(x, transformed(w), rotated=False, finish=finish)
 
 
 def winograd_backward(
