@@ -1,15 +1,20 @@
 """Splitting a batch across worker threads: the shares, their results, BLAS's thread count."""
 
 import itertools
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
 import pytest
+from conftest import TINY_FLAGS
 from threadpoolctl import threadpool_info
 
 import nnscratch.functional.fast as F
+from nnscratch.cli import main
 from nnscratch.functional.fast import workers
 
 BIG = workers.MIN_SPLIT_SIZE  # large enough to be split
@@ -57,15 +62,16 @@ def test_blas_is_single_threaded_inside_and_restored_after(monkeypatch):
     assert blas_threads() == before
 
 
-def test_nested_calls_run_on_the_worker_itself(monkeypatch):
+def test_nested_calls_run_whole_on_the_thread_of_their_share(monkeypatch):
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
 
     def inner(n0, n1):
         return workers.map_shares(lambda a, b: (a, b, threading.current_thread().name), 6, size=BIG)
 
     outer = workers.map_shares(inner, 2, size=BIG)
-    assert len(outer[0]) == 2  # the caller's share may split again ...
-    assert len(outer[1]) == 1 and outer[1][0][:2] == (0, 6)  # ... a worker's runs whole
+    caller, worker = threading.current_thread().name, outer[1][0][2]
+    assert outer == [[(0, 6, caller)], [(0, 6, worker)]] and worker.startswith("nnscratch")
+    assert len(workers.map_shares(lambda a, b: (a, b), 6, size=BIG)) == 2  # and after, splits
 
 
 def test_an_error_in_a_share_waits_for_the_others_then_propagates(monkeypatch):
@@ -156,3 +162,47 @@ def test_a_forked_child_gets_a_pool_of_its_own(monkeypatch):
         child.kill()
         pytest.fail("the forked child hung waiting for the parent's worker threads")
     assert child.exitcode == 0 and queue.get(timeout=5) == [(0, 2), (2, 4)]
+
+
+# A child with a fresh pool: each share reports the cores its thread may run on, then the
+# caller reports its own again after the split.
+PINNING_CHILD = """
+import json, os
+from nnscratch.functional.fast import workers
+inside = workers.map_shares(lambda n0, n1: sorted(os.sched_getaffinity(0)), 2, workers.MIN_SPLIT_SIZE)
+print(json.dumps([inside, sorted(os.sched_getaffinity(0))]))
+"""
+
+
+def shares_cores(pin: str, threads: str = "2") -> tuple[list, list]:
+    env = {**os.environ, "NNSCRATCH_PIN_THREADS": pin, "NNSCRATCH_NUM_THREADS": threads}
+    out = subprocess.run(
+        [sys.executable, "-c", PINNING_CHILD], env=env, capture_output=True, text=True, check=True
+    )
+    inside, after = json.loads(out.stdout)
+    return inside, after
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is Linux's")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to pin to")
+def test_each_thread_of_a_split_runs_on_a_core_of_its_own_and_the_caller_gets_its_cores_back():
+    cores = sorted(os.sched_getaffinity(0))
+    inside, after = shares_cores("1")
+    assert inside == [[cores[0]], [cores[1]]]
+    assert after == cores
+    inside, after = shares_cores("0")  # turned off: every thread may run anywhere
+    assert inside == [cores, cores] and after == cores
+    inside, _ = shares_cores("1", threads="1")  # one thread: nothing to pin, nothing pinned
+    assert inside == [cores]
+
+
+def test_a_bad_pinning_setting_is_one_line_before_any_work(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("NNSCRATCH_PIN_THREADS", "yes")
+    with pytest.raises(ValueError, match="NNSCRATCH_PIN_THREADS must be 0 or 1, got 'yes'"):
+        workers.pinning_enabled()
+    assert main(["train", *TINY_FLAGS, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "NNSCRATCH_PIN_THREADS must be 0 or 1, got 'yes'" in err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+    monkeypatch.setenv("NNSCRATCH_PIN_THREADS", "0")
+    assert not workers.pinning_enabled()

@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from nnscratch.functional.fast.allocator import keep_freed_memory
-from nnscratch.functional.fast.workers import num_workers
+from nnscratch.functional.fast.workers import num_workers, pinning_enabled
 from nnscratch.training.trainer import TrainingDiverged
 from nnscratch.utils.safe_pickle import UnsafePickleError
 
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         num_workers()  # a bad NNSCRATCH_NUM_THREADS fails here, before any work
         keep_freed_memory()  # and so does a bad NNSCRATCH_KEEP_FREED_MEMORY
+        pinning_enabled()  # or NNSCRATCH_PIN_THREADS
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("nnscratch: interrupted", file=sys.stderr)
