@@ -9,7 +9,7 @@ import nnscratch.functional as readable
 from nnscratch.functional.conv import conv_geometry
 from nnscratch.functional.fast import conv as fast_conv
 from nnscratch.functional.fast import scratch as scratch_space
-from nnscratch.functional.fast import winograd, winograd_tiles
+from nnscratch.functional.fast import winograd, winograd_tiles, winograd_tiles_channels_last
 from nnscratch.functional.fast import workers as worker_pool
 
 
@@ -111,12 +111,56 @@ def test_tile_kernels_are_the_transforms_of_every_tile(H, W, rng):
                     np.testing.assert_allclose(got, block[:h, :w])
 
 
+@pytest.mark.parametrize("H, W", [(4, 4), (5, 3), (1, 1), (2, 9), (8, 7)])
+def test_channels_last_tile_kernels_are_the_transforms_of_every_tile(H, W, rng):
+    """The same with the channels last: V[:, t, c] and M[:, t, c], after the images are
+    copied into a zero border (over whatever the scratch held)."""
+    N, C = 3, 5
+    th, tw = (H + 1) // 2, (W + 1) // 2
+    x = rng.standard_normal((N + 1, C, H, W))
+    padded = np.zeros((N + 1, C, 2 * th + 2, 2 * tw + 2))
+    padded[:, :, 1 : H + 1, 1 : W + 1] = x
+    channels_last = np.full((N, 2 * th + 2, 2 * tw + 2, C), np.nan)
+    winograd_tiles_channels_last.padded_kernel(x, 1, N, channels_last)
+    np.testing.assert_array_equal(channels_last, padded[1:].transpose(0, 2, 3, 1))
+    V = np.full((16, 5 + N * th * tw, C), np.nan)
+    winograd_tiles_channels_last.input_tiles_kernel(channels_last, N, V, 5)
+    assert np.isnan(V[:, :5]).all()
+    M = rng.standard_normal((16, N * th * tw, C))
+    y = np.full((N + 2, C + 3, H, W), np.nan)
+    winograd_tiles_channels_last.output_tiles_kernel(M, y, 2, 3)
+    assert np.isnan(y[:2]).all() and np.isnan(y[:, :3]).all()
+    in_transform = np.kron(winograd.B_T, winograd.B_T)
+    out_transform = np.kron(winograd.A_T, winograd.A_T)
+    for n in range(N):
+        for c in range(C):
+            for ty in range(th):
+                for tx in range(tw):
+                    t = (n * th + ty) * tw + tx
+                    tile = padded[n + 1, c, 2 * ty : 2 * ty + 4, 2 * tx : 2 * tx + 4]
+                    np.testing.assert_allclose(V[:, 5 + t, c], in_transform @ tile.ravel())
+                    block = (out_transform @ M[:, t, c]).reshape(2, 2)
+                    h, w = min(2, H - 2 * ty), min(2, W - 2 * tx)
+                    got = y[n + 2, c + 3, 2 * ty : 2 * ty + h, 2 * tx : 2 * tx + w]
+                    np.testing.assert_allclose(got, block[:h, :w])
+
+
+def test_the_rule_that_transforms_small_planes_channels_last():
+    assert winograd.channels_last(8, 8) and winograd.channels_last(4, 1)
+    assert not winograd.channels_last(16, 16) and not winograd.channels_last(2, 9)
+
+
+LAYOUTS = {"planes": 0, "channels_last": winograd.CHANNELS_LAST_MAX_SIDE}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("workers, chunk_images", [(1, 1), (3, 1), (3, 2), (2, 64)])
-def test_every_share_and_chunk(workers, chunk_images, split, rng, monkeypatch):
+def test_every_share_and_chunk(workers, chunk_images, split, layout, rng, monkeypatch):
     """Uneven shares of 7 images (or of 17 and 16 channels), chunks of 1-2 images or all,
-    odd plane sizes."""
+    odd plane sizes, both layouts of the tiles."""
     monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", SPLITS[split])
+    monkeypatch.setattr(winograd, "CHANNELS_LAST_MAX_SIDE", LAYOUTS[layout])
     monkeypatch.setenv("NNSCRATCH_NUM_THREADS", str(workers))
     monkeypatch.setattr(worker_pool, "_available_cores", lambda: 4)
     monkeypatch.setattr(worker_pool, "MIN_SPLIT_SIZE", 0)

@@ -15,7 +15,9 @@ with the 3x3 kernel g and the small constant matrices below. Summed over c_in, t
 
 against one product of C_out x 9 C_in x 4T for im2col: 16 / 36 of the multiplications.
 The tile transforms are numba kernels (:mod:`.winograd_tiles`) that write V, and read M,
-in the layout of the 16 products' operands.
+in the layout of the 16 products' operands. On planes up to 8 x 8 they run over the
+channels instead (:mod:`.winograd_tiles_channels_last`): V and M are then (16, T, C)
+and the products M[k] = V[k] @ U[k]^T.
 
 The backward pass uses the same machinery:
 - dx is a 3x3 convolution of dy with the kernel rotated by 180 degrees and its channel
@@ -33,9 +35,9 @@ from collections.abc import Callable
 import numpy as np
 
 from nnscratch.functional.conv import ConvGeometry
+from nnscratch.functional.fast import winograd_tiles, winograd_tiles_channels_last
 from nnscratch.functional.fast.scratch import image_chunks, scratch
 from nnscratch.functional.fast.weight_cache import derived
-from nnscratch.functional.fast.winograd_tiles import input_tiles_kernel, output_tiles_kernel
 from nnscratch.functional.fast.workers import map_shares
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -52,6 +54,10 @@ ROTATED = np.array([4 * r + s for r in (3, 1, 2, 0) for s in (3, 1, 2, 0)])
 # finish(y, n0, n1, c0, c1): work on the block y[n0:n1, c0:c1] of a forward pass's output
 # just completed (still in cache), such as inference's batch norm and ReLU (:mod:`.conv_bn`).
 Finish = Callable[[np.ndarray, int, int, int, int], None]
+
+# Planes up to this side are transformed channels-last (one core, 16-512 channels: 0.53-0.88
+# of the time of the tiles of a plane, 8 x 8 and 4 x 4; even on 16 x 16, slower on 32 x 32).
+CHANNELS_LAST_MAX_SIDE = 8
 
 # U's size from which the cores share a layer's channels rather than its images (measured
 # with 2 cores and a 32 MB L3: images faster with 256 channels, 4 MB of U; channels
@@ -91,14 +97,45 @@ def transformed(w: np.ndarray) -> np.ndarray:
     return derived(w, "winograd U", transform_weight)
 
 
-def _products(U: np.ndarray, V: np.ndarray, rotated: bool, M: np.ndarray) -> np.ndarray:
+def channels_last(H: int, W: int) -> bool:
+    """True when the tiles of (H, W) planes are transformed channels-last."""
+    return max(H, W) <= CHANNELS_LAST_MAX_SIDE
+
+
+def _products(U: np.ndarray, V: np.ndarray, rotated: bool, M: np.ndarray, last: bool) -> np.ndarray:
     """M[k] = U[k] @ V[k] for the 16 tile positions k; for dx's convolution (``rotated``),
-    M[k] = U[ROTATED[k]]^T @ V[k]."""
+    M[k] = U[ROTATED[k]]^T @ V[k]. Channels ``last``: the transposes, M[k] = V[k] @ U[k]^T
+    and M[k] = V[k] @ U[ROTATED[k]]."""
     if not rotated:
-        return np.matmul(U, V, out=M)
+        return np.matmul(V, U.transpose(0, 2, 1), out=M) if last else np.matmul(U, V, out=M)
     for k in range(16):
-        np.matmul(U[ROTATED[k]].T, V[k], out=M[k])
+        if last:
+            np.matmul(V[k], U[ROTATED[k]], out=M[k])
+        else:
+            np.matmul(U[ROTATED[k]].T, V[k], out=M[k])
     return M
+
+
+def _tile_array(name: str, C: int, T: int, dtype: np.dtype, last: bool) -> np.ndarray:
+    """Scratch for V or M: (16, C, T), or (16, T, C) with the channels ``last``."""
+    return scratch(name, (16, T, C) if last else (16, C, T), dtype)
+
+
+def _input_tiles(x: np.ndarray, n0: int, nb: int, V: np.ndarray, t0: int, last: bool) -> None:
+    """V's tiles t0 .. for the images n0 .. n0+nb-1 of x, by the kernels of the layout."""
+    if not last:
+        winograd_tiles.input_tiles_kernel(x, n0, nb, V, t0)
+        return
+    th, tw = _tiles(*x.shape[2:])
+    padded = scratch("wino_padded", (nb, 2 * th + 2, 2 * tw + 2, x.shape[1]), x.dtype)
+    winograd_tiles_channels_last.padded_kernel(x, n0, nb, padded)
+    winograd_tiles_channels_last.input_tiles_kernel(padded, nb, V, t0)
+
+
+def _output_tiles(M: np.ndarray, y: np.ndarray, n0: int, c0: int, last: bool) -> None:
+    """y[n0 + k, c0 + c] from the tiles of M, by the kernel of the layout."""
+    kernels = winograd_tiles_channels_last if last else winograd_tiles
+    kernels.output_tiles_kernel(M, y, n0, c0)
 
 
 def _weight_gradient(dU: np.ndarray) -> np.ndarray:
@@ -155,15 +192,16 @@ def _convolve_by_images(
     N, C_in, H, W = x.shape
     C_out = U.shape[2] if rotated else U.shape[1]
     L = math.prod(_tiles(H, W))
+    last = channels_last(H, W)
     y = np.empty((N, C_out, H, W), dtype=x.dtype)
 
     def share(n0: int, n1: int) -> None:
         for a, z in image_chunks(n0, n1, 16 * max(C_in, C_out), L, x.itemsize):
             T = (z - a) * L
-            V = scratch("wino_v", (16, C_in, T), x.dtype)
-            input_tiles_kernel(x, a, z - a, V, 0)
-            M = _products(U, V, rotated, scratch("wino_m", (16, C_out, T), x.dtype))
-            output_tiles_kernel(M, y, a, 0)
+            V = _tile_array("wino_v", C_in, T, x.dtype, last)
+            _input_tiles(x, a, z - a, V, 0, last)
+            M = _products(U, V, rotated, _tile_array("wino_m", C_out, T, x.dtype, last), last)
+            _output_tiles(M, y, a, 0, last)
             if finish is not None:
                 finish(y, a, z, 0, C_out)
 
@@ -172,14 +210,16 @@ def _convolve_by_images(
 
 
 def _all_input_tiles(x: np.ndarray) -> np.ndarray:
-    """V (16, C_in, N * tiles) of the whole batch, the images shared across the cores."""
+    """V (16, C_in, N * tiles) of the whole batch, or (16, N * tiles, C_in) with the
+    channels last, the images shared across the cores."""
     N, C_in, H, W = x.shape
     L = math.prod(_tiles(H, W))
-    V = np.empty((16, C_in, N * L), dtype=x.dtype)
+    last = channels_last(H, W)
+    V = np.empty((16, N * L, C_in) if last else (16, C_in, N * L), dtype=x.dtype)
 
     def share(n0: int, n1: int) -> None:
         for a, z in image_chunks(n0, n1, 16 * C_in, L, x.itemsize):
-            input_tiles_kernel(x, a, z - a, V, a * L)
+            _input_tiles(x, a, z - a, V, a * L, last)
 
     map_shares(share, N, size=V.size)
     return V
@@ -193,13 +233,15 @@ def _convolve_by_channels(
     (``finish(y, 0, N, c0, c1)`` on its channels c0 .. c1-1 at the end)."""
     N, _, H, W = x.shape
     C_out = U.shape[2] if rotated else U.shape[1]
+    last = channels_last(H, W)
     V = _all_input_tiles(x)
+    T = N * math.prod(_tiles(H, W))
     y = np.empty((N, C_out, H, W), dtype=x.dtype)
 
     def share(c0: int, c1: int) -> None:
         part = U[:, :, c0:c1] if rotated else U[:, c0:c1]
-        M = scratch("wino_m", (16, c1 - c0, V.shape[2]), x.dtype)
-        output_tiles_kernel(_products(part, V, rotated, M), y, 0, c0)
+        M = _tile_array("wino_m", c1 - c0, T, x.dtype, last)
+        _output_tiles(_products(part, V, rotated, M, last), y, 0, c0, last)
         if finish is not None:
             finish(y, 0, N, c0, c1)
 
@@ -231,17 +273,18 @@ def _weight_gradient_by_images(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     N, C_in, H, W = x.shape
     C_out = dy.shape[1]
     L = math.prod(_tiles(H, W))
+    last = channels_last(H, W)
     dtype = x.dtype
 
     def share(n0: int, n1: int) -> np.ndarray:  # this share's part of dU (16, C_out, C_in)
         dU = np.zeros((16, C_out, C_in), dtype=dtype)
         for a, z in image_chunks(n0, n1, 16 * max(C_in, C_out), L, dtype.itemsize):
             T = (z - a) * L
-            V = scratch("wino_v", (16, C_in, T), dtype)
-            input_tiles_kernel(x, a, z - a, V, 0)
+            V = _tile_array("wino_v", C_in, T, dtype, last)
+            _input_tiles(x, a, z - a, V, 0, last)
             dM = scratch("wino_m", (16, C_out, T), dtype)
             _output_gradient_tiles(dy, a, z, dM)
-            dU += np.matmul(dM, V.transpose(0, 2, 1))
+            dU += np.matmul(dM, V if last else V.transpose(0, 2, 1))
         return dU
 
     dU, *others = map_shares(share, N, size=x.size * 4 + dy.size)
@@ -271,8 +314,10 @@ def _weight_gradient_by_channels(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     map_shares(gradient_tiles, N, size=dM.size)
     dw = np.empty((C_out, C_in, 3, 3), dtype=x.dtype)
 
+    V_T = V if channels_last(H, W) else V.transpose(0, 2, 1)  # (16, N * tiles, C_in)
+
     def share(c0: int, c1: int) -> None:
-        dw[c0:c1] = _weight_gradient(np.matmul(dM[:, c0:c1], V.transpose(0, 2, 1)))
+        dw[c0:c1] = _weight_gradient(np.matmul(dM[:, c0:c1], V_T))
 
     map_shares(share, C_out, size=V.size + dM.size)
     return dw
