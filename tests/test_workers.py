@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from threadpoolctl import threadpool_info
 
 import nnscratch.functional.fast as F
 from nnscratch.cli import main
-from nnscratch.functional.fast import workers
+from nnscratch.functional.fast import flags, workers
 
 BIG = workers.MIN_SPLIT_SIZE  # large enough to be split
 
@@ -206,3 +207,58 @@ def test_a_bad_pinning_setting_is_one_line_before_any_work(capsys, tmp_path, mon
     assert err.count("\n") == 1 and not (tmp_path / "run").exists()
     monkeypatch.setenv("NNSCRATCH_PIN_THREADS", "0")
     assert not workers.pinning_enabled()
+
+
+def test_a_published_count_is_seen_by_a_polling_thread():
+    counters = np.zeros(2, dtype=np.int64)
+    assert not flags.poll(counters, 0, 1, 1000)  # nothing published: gives up
+    publisher = threading.Timer(0.05, flags.publish, args=(counters, 0, 1))
+    publisher.start()
+    assert flags.poll(counters, 0, 1, 1 << 40)  # released by the other thread's store
+    publisher.join()
+    assert counters.tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("polls", [1, workers.POLLS])
+def test_hand_overs_never_lose_a_wake_up(polls, monkeypatch):
+    """Thousands of splits, with the threads sleeping between them (polls=1) or polling;
+    run in a thread of its own so that a lost wake-up fails the test instead of hanging it."""
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
+    monkeypatch.setattr(workers, "POLLS", polls)
+    results = []
+
+    def splits():
+        for k in range(2000):
+            delay = (k % 7) * 1e-5
+            got = workers.map_shares(lambda n0, n1, d=delay: (time.sleep(d), n0, n1)[1:], 10, BIG)
+            results.append(got == [(0, 5), (5, 10)])
+
+    runner = threading.Thread(target=splits, daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "a split hung: a wake-up was lost"
+    assert len(results) == 2000 and all(results)
+
+
+def test_two_callers_at_once_both_get_their_results(monkeypatch):
+    """While one thread's split holds the workers, another's runs whole on its own thread."""
+    monkeypatch.setenv("NNSCRATCH_NUM_THREADS", "2")
+    holding = threading.Barrier(2, timeout=10)
+    outcomes = {}
+
+    def first(n0, n1):
+        if n0 == 0:
+            holding.wait()  # the second caller runs while this split is in progress
+            holding.wait()
+        return n0, n1
+
+    def caller():
+        outcomes["first"] = workers.map_shares(first, 4, BIG)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    holding.wait()
+    outcomes["second"] = workers.map_shares(lambda n0, n1: (n0, n1), 6, BIG)
+    holding.wait()
+    thread.join(timeout=10)
+    assert outcomes == {"first": [(0, 2), (2, 4)], "second": [(0, 6)]}
