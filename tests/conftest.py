@@ -7,6 +7,8 @@ import pytest
 
 import nnscratch.functional as readable
 import nnscratch.functional.fast as fast
+from nnscratch.functional.fast import conv as fast_conv
+from nnscratch.functional.fast import winograd
 
 # A run of `nnscratch train` that takes seconds: a quarter-width ResNet-20 on 240 synthetic
 # images (216 for training, 6 batches of 32 per epoch), 40 test images.
@@ -63,6 +65,17 @@ def kink_free(a: np.ndarray, margin: float = 0.1) -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["rule", "winograd_wherever_it_applies", "winograd_split_by_channels"])
+def conv_paths(request, monkeypatch):
+    """The fast tier's convolution paths three ways: as the rule picks them, Winograd for
+    every layer it can compute, and Winograd with the cores sharing channels."""
+    if request.param != "rule":
+        monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS_SMALL_PLANE", 1)
+    if request.param == "winograd_split_by_channels":
+        monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", 0)
+    return request.param
 
 
 @pytest.fixture(params=["readable", "fast"])

@@ -9,8 +9,6 @@ import nnscratch.functional as readable
 import nnscratch.functional.fast as fast
 from nnscratch import models, nn
 from nnscratch.functional._checks import InputDtypeError, InputShapeError
-from nnscratch.functional.fast import conv as fast_conv
-from nnscratch.functional.fast import winograd
 from nnscratch.nn import fusion
 from nnscratch.nn.module import trace_calls
 
@@ -33,17 +31,10 @@ def layer_by_layer(tier, x, w, bn, stride, padding, plus, relu, eps=1e-5):
     return y
 
 
-@pytest.mark.parametrize(
-    "paths", ["rule", "winograd_wherever_it_applies", "winograd_split_by_channels"]
-)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CONV_SWEEP)
-def test_fused_equals_the_three_ops_bit_for_bit(case, dtype, paths, rng, monkeypatch):
+def test_fused_equals_the_three_ops_bit_for_bit(case, dtype, conv_paths, rng):
     """Every convolution path, with and without the sum and the ReLU."""
-    if paths != "rule":
-        monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS_SMALL_PLANE", 1)
-    if paths == "winograd_split_by_channels":
-        monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", 0)
     N, C_in, H, W, C_out, k, stride, padding = case
     kh, kw = (k, k) if isinstance(k, int) else k
     x = readonly(rng.standard_normal((N, C_in, H, W)).astype(dtype))

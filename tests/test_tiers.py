@@ -14,8 +14,6 @@ import nnscratch
 import nnscratch.functional as readable
 import nnscratch.functional.fast as fast
 from nnscratch import models, nn
-from nnscratch.functional.fast import conv as fast_conv
-from nnscratch.functional.fast import winograd
 from nnscratch.functional.fast.im2col import im2col_kernel
 from nnscratch.functional.tiers import ops
 
@@ -45,16 +43,9 @@ def assert_same_results(forward, backward, inputs, kwargs, dtype, rng):
             assert_close(a, b, dtype, f"{forward} output {k}")
 
 
-@pytest.mark.parametrize(
-    "paths", ["rule", "winograd_wherever_it_applies", "winograd_split_by_channels"]
-)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CONV_SWEEP)
-def test_conv2d_tiers_agree(case, dtype, paths, rng, monkeypatch):
-    if paths != "rule":
-        monkeypatch.setattr(fast_conv, "WINOGRAD_MIN_CHANNELS_SMALL_PLANE", 1)
-    if paths == "winograd_split_by_channels":
-        monkeypatch.setattr(winograd, "CHANNEL_SPLIT_BYTES", 0)
+def test_conv2d_tiers_agree(case, dtype, conv_paths, rng):
     N, C_in, H, W, C_out, k, stride, padding = case
     kh, kw = (k, k) if isinstance(k, int) else k
     x = rng.standard_normal((N, C_in, W, H)).astype(dtype).transpose(0, 1, 3, 2)  # strided

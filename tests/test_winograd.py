@@ -79,22 +79,44 @@ def test_the_rule_that_splits_channels_rather_than_images():
 SPLITS = {"images": 1 << 62, "channels": 0}  # CHANNEL_SPLIT_BYTES forcing each split
 
 
-@pytest.mark.parametrize("H, W", [(4, 4), (5, 3), (1, 1), (2, 9), (17, 32)])
-def test_tile_kernels_are_the_transforms_of_every_tile(H, W, rng):
+def planes_layout_tiles(x, N, th, tw, M):
+    """V and y of the kernels of :mod:`.winograd_tiles` for images 1 .. N of x, written
+    from tile column 5 on and from image 2, channel 3 on."""
+    V = np.full((16, x.shape[1], 5 + N * th * tw), np.nan)
+    winograd_tiles.input_tiles_kernel(x, 1, N, V, 5)
+    y = np.full((N + 2, x.shape[1] + 3, *x.shape[2:]), np.nan)
+    winograd_tiles.output_tiles_kernel(M, y, 2, 3)
+    return V, y
+
+
+def channels_last_tiles(x, N, th, tw, M):
+    """The same by the kernels of :mod:`.winograd_tiles_channels_last` (whose V and M are
+    (16, T, C)), after copying the images into a zero border over NaN scratch; V returned
+    as (16, C, T)."""
+    padded = np.full((N, 2 * th + 2, 2 * tw + 2, x.shape[1]), np.nan)
+    winograd_tiles_channels_last.padded_kernel(x, 1, N, padded)
+    V = np.full((16, 5 + N * th * tw, x.shape[1]), np.nan)
+    winograd_tiles_channels_last.input_tiles_kernel(padded, N, V, 5)
+    y = np.full((N + 2, x.shape[1] + 3, *x.shape[2:]), np.nan)
+    M_last = np.ascontiguousarray(M.transpose(0, 2, 1))
+    winograd_tiles_channels_last.output_tiles_kernel(M_last, y, 2, 3)
+    return V.transpose(0, 2, 1), y
+
+
+@pytest.mark.parametrize("kernels", [planes_layout_tiles, channels_last_tiles])
+@pytest.mark.parametrize("H, W", [(4, 4), (5, 3), (1, 1), (2, 9), (8, 7), (17, 32)])
+def test_tile_kernels_are_the_transforms_of_every_tile(H, W, kernels, rng):
     """V[:, c, t] = kron(B^T, B^T) @ (the 4x4 tile t of the zero-padded plane), written
     from column t0 on; y's 2x2 blocks = kron(A^T, A^T) @ M[:, c, t], cropped, written into
     the images and channels from (n0, c0) on and nowhere else."""
-    N, C = 3, 2
+    N, C = 3, 5
     th, tw = (H + 1) // 2, (W + 1) // 2
     x = rng.standard_normal((N + 1, C, H, W))
     padded = np.zeros((N + 1, C, 2 * th + 2, 2 * tw + 2))
     padded[:, :, 1 : H + 1, 1 : W + 1] = x
-    V = np.full((16, C, 5 + N * th * tw), np.nan)
-    winograd_tiles.input_tiles_kernel(x, 1, N, V, 5)
-    assert np.isnan(V[:, :, :5]).all()
     M = rng.standard_normal((16, C, N * th * tw))
-    y = np.full((N + 2, C + 3, H, W), np.nan)
-    winograd_tiles.output_tiles_kernel(M, y, 2, 3)
+    V, y = kernels(x, N, th, tw, M)
+    assert np.isnan(V[:, :, :5]).all()
     assert np.isnan(y[:2]).all() and np.isnan(y[:, :3]).all()
     in_transform = np.kron(winograd.B_T, winograd.B_T)
     out_transform = np.kron(winograd.A_T, winograd.A_T)
@@ -106,40 +128,6 @@ def test_tile_kernels_are_the_transforms_of_every_tile(H, W, rng):
                     tile = padded[n + 1, c, 2 * ty : 2 * ty + 4, 2 * tx : 2 * tx + 4]
                     np.testing.assert_allclose(V[:, c, 5 + t], in_transform @ tile.ravel())
                     block = (out_transform @ M[:, c, t]).reshape(2, 2)
-                    h, w = min(2, H - 2 * ty), min(2, W - 2 * tx)
-                    got = y[n + 2, c + 3, 2 * ty : 2 * ty + h, 2 * tx : 2 * tx + w]
-                    np.testing.assert_allclose(got, block[:h, :w])
-
-
-@pytest.mark.parametrize("H, W", [(4, 4), (5, 3), (1, 1), (2, 9), (8, 7)])
-def test_channels_last_tile_kernels_are_the_transforms_of_every_tile(H, W, rng):
-    """The same with the channels last: V[:, t, c] and M[:, t, c], after the images are
-    copied into a zero border (over whatever the scratch held)."""
-    N, C = 3, 5
-    th, tw = (H + 1) // 2, (W + 1) // 2
-    x = rng.standard_normal((N + 1, C, H, W))
-    padded = np.zeros((N + 1, C, 2 * th + 2, 2 * tw + 2))
-    padded[:, :, 1 : H + 1, 1 : W + 1] = x
-    channels_last = np.full((N, 2 * th + 2, 2 * tw + 2, C), np.nan)
-    winograd_tiles_channels_last.padded_kernel(x, 1, N, channels_last)
-    np.testing.assert_array_equal(channels_last, padded[1:].transpose(0, 2, 3, 1))
-    V = np.full((16, 5 + N * th * tw, C), np.nan)
-    winograd_tiles_channels_last.input_tiles_kernel(channels_last, N, V, 5)
-    assert np.isnan(V[:, :5]).all()
-    M = rng.standard_normal((16, N * th * tw, C))
-    y = np.full((N + 2, C + 3, H, W), np.nan)
-    winograd_tiles_channels_last.output_tiles_kernel(M, y, 2, 3)
-    assert np.isnan(y[:2]).all() and np.isnan(y[:, :3]).all()
-    in_transform = np.kron(winograd.B_T, winograd.B_T)
-    out_transform = np.kron(winograd.A_T, winograd.A_T)
-    for n in range(N):
-        for c in range(C):
-            for ty in range(th):
-                for tx in range(tw):
-                    t = (n * th + ty) * tw + tx
-                    tile = padded[n + 1, c, 2 * ty : 2 * ty + 4, 2 * tx : 2 * tx + 4]
-                    np.testing.assert_allclose(V[:, 5 + t, c], in_transform @ tile.ravel())
-                    block = (out_transform @ M[:, t, c]).reshape(2, 2)
                     h, w = min(2, H - 2 * ty), min(2, W - 2 * tx)
                     got = y[n + 2, c + 3, 2 * ty : 2 * ty + h, 2 * tx : 2 * tx + w]
                     np.testing.assert_allclose(got, block[:h, :w])
