@@ -262,3 +262,12 @@ def test_two_callers_at_once_both_get_their_results(monkeypatch):
     holding.wait()
     thread.join(timeout=10)
     assert outcomes == {"first": [(0, 2), (2, 4)], "second": [(0, 6)]}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is Linux's")
+def test_a_core_taken_away_from_the_process_is_not_pinned_to(monkeypatch):
+    def refuse(pid, cores):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    assert workers._pin(0) is None

@@ -96,10 +96,14 @@ def pinning_enabled() -> bool:
     return value == "1" and hasattr(os, "sched_setaffinity")
 
 
-def _pin(core: int) -> set[int]:
-    """Hold the calling thread on ``core``; returns the cores it could use before."""
+def _pin(core: int) -> set[int] | None:
+    """Hold the calling thread on ``core``; returns the cores it could use before (None,
+    and the thread left as it was, when the core is no longer this process's)."""
     before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {core})
+    try:
+        os.sched_setaffinity(0, {core})
+    except OSError:
+        return None
     return before
 
 
