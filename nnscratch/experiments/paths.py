@@ -34,7 +34,7 @@ from nnscratch.data import ArrayDataset
 from nnscratch.experiments.datasets import load_splits
 from nnscratch.experiments.lesion import BranchRemoved
 from nnscratch.experiments.network_parts import residual_blocks
-from nnscratch.experiments.short_training import SWITCHES, build_for, train_twin
+from nnscratch.experiments.short_training import build_for, train_twin
 from nnscratch.experiments.subsets import subset_splits
 from nnscratch.functional.loss import cross_entropy_backward, cross_entropy_forward
 from nnscratch.models.classifier import ImageClassifier
@@ -534,9 +534,7 @@ def paths_study(
             net,
             splits.test,
             transform,
-            initial=build_for(
-                model, splits, residual=True, seed=seed, switches={k: config[k] for k in SWITCHES}
-            )
+            initial=build_for(model, splits, config, residual=True, seed=seed)
             if residual
             else None,
             samples=samples,

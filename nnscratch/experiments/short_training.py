@@ -152,18 +152,18 @@ def train_steps(
 
 
 def build_for(
-    name: str, splits: builders.DataSplits, *, residual: bool, seed: int, switches: dict
+    name: str, splits: builders.DataSplits, config: dict[str, Any], *, residual: bool, seed: int
 ) -> ImageClassifier:
     """Model ``name`` for the images and classes of ``splits``: the residual net or its
-    plain twin (the same seed, the same initial weights); ``switches`` are
-    :func:`~nnscratch.experiments.networks.build_model`'s (batch_norm, init, activation, width)."""
+    plain twin (the same seed, the same initial weights), with the :data:`SWITCHES` of an
+    experiment's ``config`` (:func:`~nnscratch.experiments.networks.build_model`'s)."""
     return build_model(
         name,
         residual=residual,
         num_classes=splits.train.num_classes,
         in_channels=splits.train.image_shape[0],
         seed=seed,
-        **switches,
+        **{key: config[key] for key in SWITCHES},
     )
 
 
@@ -178,12 +178,11 @@ def train_twin(
     desc: str = "train",
     **options,
 ) -> tuple[ImageClassifier, dict[str, Any]]:
-    """:func:`build_for` with the :data:`SWITCHES` of an experiment's ``config``, then
-    :func:`train_steps` for its :data:`BUDGET` (plus ``options``, e.g. ``final_eval``);
-    returns the trained model and its curves."""
-    switches = {key: config[key] for key in SWITCHES}
+    """:func:`build_for`, then :func:`train_steps` for the :data:`BUDGET` of an
+    experiment's ``config`` (plus ``options``, e.g. ``final_eval``); returns the trained
+    model and its curves."""
     budget = {key: config[key] for key in BUDGET}
-    model = build_for(name, splits, residual=residual, seed=seed, switches=switches)
+    model = build_for(name, splits, config, residual=residual, seed=seed)
     curves = train_steps(
         model, splits, seed=seed, progress=progress, desc=desc, **budget, **options
     )

@@ -10,14 +10,14 @@ GIL, so the workers run in parallel.
 
 While the workers run, BLAS is held to one thread (through ``threadpoolctl``); it gets
 its own thread count back afterwards, so NumPy code outside nnscratch is unaffected.
+``NNSCRATCH_NUM_THREADS`` sets the number of workers (default: the cores this process
+may run on); 1 turns the splitting off.
 
 Each worker thread stays on a core of its own, and the calling thread, while it runs a
 share, on the first one (Linux; ``NNSCRATCH_PIN_THREADS=0`` turns it off). Unpinned,
 the threads woke up after any pause on whichever core the scheduler chose, often on
 one core together, until the kernel moved one away: the first steps after a pause ran
 10-25% slower.
-``NNSCRATCH_NUM_THREADS`` sets the number of workers (default: the cores this process
-may run on); 1 turns the splitting off.
 
 A share is handed over through a counter that the waiting thread polls without the GIL
 (:mod:`.flags`) for about a millisecond before it sleeps on a condition: a training step
