@@ -9,6 +9,6 @@ import os
 # set wins.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from nnscratch.functional.tiers import reference_mode
+from nnscratch.functional.backend import reference_mode
 
 __all__ = ["reference_mode"]

@@ -19,8 +19,8 @@ from nnscratch.functional.fast import allocator
 CHILD = """
 import resource
 import numpy as np
-from nnscratch.functional.tiers import ops
-ops()
+from nnscratch.functional.backend import backend
+backend()
 def step():
     kept = [np.ones(n << 18, dtype=np.float32) for n in (8, 4, 8, 2, 16, 1, 8)]
     del kept

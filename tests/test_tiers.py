@@ -1,9 +1,12 @@
 """The two tiers: the fast ops equal the readable ones, and reference_mode() switches a
 whole network to the readable ones (so that no fast code runs)."""
 
+import dataclasses
 import os
 import subprocess
 import sys
+import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +17,10 @@ import nnscratch
 import nnscratch.functional as readable
 import nnscratch.functional.fast as fast
 from nnscratch import models, nn
+from nnscratch.functional.backend import Backend, backend
+from nnscratch.functional.backend import fast as fast_backend
+from nnscratch.functional.backend import readable as readable_backend
 from nnscratch.functional.fast.im2col import im2col_kernel
-from nnscratch.functional.tiers import ops
 
 FAST_DIR = Path(fast.__file__).parent
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}  # max |a - b| relative to max |b|
@@ -106,18 +111,54 @@ def test_the_readable_tier_imports_no_numba():
 # ----------------------------------------------------------------------- the switch
 def test_reference_mode_switches_and_nests(monkeypatch):
     monkeypatch.delenv("NNSCRATCH_REFERENCE", raising=False)
-    assert ops() is fast
+    assert backend() is fast_backend()
     with nnscratch.reference_mode():
-        assert ops() is readable
+        assert backend() is readable_backend()
         with nnscratch.reference_mode(False):
-            assert ops() is fast
-        assert ops() is readable
-    assert ops() is fast
+            assert backend() is fast_backend()
+        assert backend() is readable_backend()
+    assert backend() is fast_backend()
     monkeypatch.setenv("NNSCRATCH_REFERENCE", "1")
-    assert ops() is readable
+    assert backend() is readable_backend()
     monkeypatch.setenv("NNSCRATCH_REFERENCE", "yes")
     with pytest.raises(ValueError, match="NNSCRATCH_REFERENCE must be 0 or 1, got 'yes'"):
-        ops()
+        backend()
+
+
+def test_the_switch_belongs_to_its_thread(monkeypatch):
+    monkeypatch.delenv("NNSCRATCH_REFERENCE", raising=False)
+    seen = []
+    with nnscratch.reference_mode():
+        other = threading.Thread(target=lambda: seen.append(backend()))
+        other.start()
+        other.join()
+        assert backend() is readable_backend()
+    assert seen == [fast_backend()]
+
+
+@pytest.mark.parametrize("tier", [readable, fast], ids=["readable", "fast"])
+def test_each_tier_has_every_op_a_layer_calls(tier):
+    gathered = Backend.from_module(tier)
+    assert gathered.name == tier.__name__
+    for field in dataclasses.fields(Backend)[1:]:
+        assert getattr(gathered, field.name) is getattr(tier, field.name)
+
+
+def test_the_fast_tier_reexports_the_readable_op_where_it_has_no_fast_one():
+    fast_ops = {"conv2d", "conv2d_bn", "batch_norm2d", "relu", "max_pool2d"}
+    for field in dataclasses.fields(Backend)[1:]:
+        op = getattr(fast_backend(), field.name)
+        has_fast = field.name.rsplit("_", 1)[0] in fast_ops
+        assert (Path(op.__code__.co_filename).parent == FAST_DIR) == has_fast, field.name
+        if not has_fast:
+            assert op is getattr(readable_backend(), field.name)
+
+
+def test_a_tier_missing_an_op_is_named():
+    incomplete = types.ModuleType("incomplete")
+    incomplete.relu_forward = readable.relu_forward
+    with pytest.raises(AttributeError, match="incomplete lacks the ops conv2d_forward, "):
+        Backend.from_module(incomplete)
 
 
 def training_step(model, x, y):
@@ -171,8 +212,8 @@ def test_a_resnet18_step_is_the_same_in_both_modes_and_reference_runs_no_fast_co
 
 def test_reference_mode_for_a_whole_process():
     code = (
-        "import numpy as np, nnscratch.functional.tiers as t; from nnscratch import nn;"
-        "print(t.ops().__name__); nn.Conv2d(3, 4, 3)(np.zeros((1, 3, 5, 5), np.float32))"
+        "import numpy as np, nnscratch.functional.backend as b; from nnscratch import nn;"
+        "print(b.backend().name); nn.Conv2d(3, 4, 3)(np.zeros((1, 3, 5, 5), np.float32))"
     )
     env = {**os.environ, "NNSCRATCH_REFERENCE": "1"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)

@@ -28,9 +28,9 @@ class NnRunner:
         import numpy as np
 
         from nnscratch import models, nn, optim
-        from nnscratch.functional.tiers import ops
+        from nnscratch.functional.backend import backend
 
-        ops()  # the layers import their tier (numba for the fast one) on first use: do it
+        backend()  # the layers import their tier (numba for the fast one) on first use: do it
         # now, so that the memory baseline after setup holds it, as it holds the rest
         self.np, self.nn = np, nn
         self.config = config

@@ -3,7 +3,7 @@
 
 These are the readable tier: plain NumPy, one file per op family, each opening with
 its math. ``nnscratch.functional.fast`` has faster versions of some of them with the
-same signatures; :mod:`.tiers` says which one the layers run.
+same signatures; :mod:`.backend` says which one the layers run.
 """
 
 from nnscratch.functional.activation import relu_backward, relu_forward
@@ -30,6 +30,12 @@ from nnscratch.functional.pooling import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from nnscratch.functional.smooth_activation import (
+    sigmoid_backward,
+    sigmoid_forward,
+    tanh_backward,
+    tanh_forward,
+)
 
 __all__ = [
     "batch_norm2d_backward",
@@ -53,4 +59,8 @@ __all__ = [
     "max_pool2d_forward",
     "relu_backward",
     "relu_forward",
+    "sigmoid_backward",
+    "sigmoid_forward",
+    "tanh_backward",
+    "tanh_forward",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.functional.tiers import ops
+from nnscratch.functional.backend import backend
 from nnscratch.nn.module import Module
 
 
@@ -13,9 +13,9 @@ class ReLU(Module):
     """y = max(x, 0) elementwise, any shape; relu'(0) = 0."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, cache = ops().relu_forward(x)
+        y, cache = backend().relu_forward(x)
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return ops().relu_backward(dy, self.pop_cache())
+        return backend().relu_backward(dy, self.pop_cache())

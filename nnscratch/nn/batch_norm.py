@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.functional.tiers import ops
+from nnscratch.functional.backend import backend
 from nnscratch.nn.module import Module
 from nnscratch.nn.parameter import Parameter
 
@@ -42,7 +42,7 @@ class BatchNorm2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         batches = int(self.num_batches_tracked) + 1
         momentum = self.momentum if self.momentum is not None else 1.0 / batches
-        y, cache = ops().batch_norm2d_forward(
+        y, cache = backend().batch_norm2d_forward(
             x,
             self.weight.data,
             self.bias.data,
@@ -58,7 +58,7 @@ class BatchNorm2d(Module):
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dgamma, dbeta = ops().batch_norm2d_backward(dy, self.pop_cache())
+        dx, dgamma, dbeta = backend().batch_norm2d_backward(dy, self.pop_cache())
         self.weight.accumulate(dgamma)
         self.bias.accumulate(dbeta)
         return dx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnscratch.functional._checks import pair
-from nnscratch.functional.tiers import ops
+from nnscratch.functional.backend import backend
 from nnscratch.nn import init
 from nnscratch.nn.module import Module
 from nnscratch.nn.parameter import Parameter
@@ -48,14 +48,14 @@ class Conv2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         b = self.bias.data if self.bias is not None else None
-        y, cache = ops().conv2d_forward(
+        y, cache = backend().conv2d_forward(
             x, self.weight.data, b, stride=self.stride, padding=self.padding
         )
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dw, db = ops().conv2d_backward(dy, self.pop_cache())
+        dx, dw, db = backend().conv2d_backward(dy, self.pop_cache())
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)

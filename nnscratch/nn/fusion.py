@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from nnscratch.functional.tiers import ops
+from nnscratch.functional.backend import backend
 from nnscratch.nn.activation import ReLU
 from nnscratch.nn.batch_norm import BatchNorm2d
 from nnscratch.nn.conv import Conv2d
@@ -78,7 +78,7 @@ def _fused(layers: list[Module], x: np.ndarray, plus, then):
 
 def _conv_bn(conv: Conv2d, bn: BatchNorm2d, x, plus, relu: bool) -> np.ndarray:
     with errors_named_after(conv):
-        return ops().conv2d_bn_inference(
+        return backend().conv2d_bn_inference(
             x,
             conv.weight.data,
             bn.weight.data,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.functional.linear import linear_backward, linear_forward
+from nnscratch.functional.backend import backend
 from nnscratch.nn import init
 from nnscratch.nn.module import Module
 from nnscratch.nn.parameter import Parameter
@@ -36,12 +36,12 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         b = self.bias.data if self.bias is not None else None
-        y, cache = linear_forward(x, self.weight.data, b)
+        y, cache = backend().linear_forward(x, self.weight.data, b)
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        dx, dw, db = linear_backward(dy, self.pop_cache())
+        dx, dw, db = backend().linear_backward(dy, self.pop_cache())
         self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(db)

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.functional.loss import (
-    bce_with_logits_backward,
-    bce_with_logits_forward,
-    cross_entropy_backward,
-    cross_entropy_forward,
-)
+from nnscratch.functional.backend import backend
 from nnscratch.nn.module import Module
 
 
@@ -24,12 +19,12 @@ class CrossEntropyLoss(Module):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        loss, cache = cross_entropy_forward(logits, targets, self.label_smoothing)
+        loss, cache = backend().cross_entropy_forward(logits, targets, self.label_smoothing)
         self.save_for_backward(cache)
         return loss
 
     def backward(self, dloss: float = 1.0) -> np.ndarray:
-        return cross_entropy_backward(dloss, self.pop_cache())
+        return backend().cross_entropy_backward(dloss, self.pop_cache())
 
     def extra_repr(self) -> str:
         return f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
@@ -39,9 +34,9 @@ class BCEWithLogitsLoss(Module):
     """Mean binary cross-entropy of logits against targets in [0, 1] of the same shape."""
 
     def forward(self, logits: np.ndarray, targets: np.ndarray) -> float:
-        loss, cache = bce_with_logits_forward(logits, targets)
+        loss, cache = backend().bce_with_logits_forward(logits, targets)
         self.save_for_backward(cache)
         return loss
 
     def backward(self, dloss: float = 1.0) -> np.ndarray:
-        return bce_with_logits_backward(dloss, self.pop_cache())
+        return backend().bce_with_logits_backward(dloss, self.pop_cache())

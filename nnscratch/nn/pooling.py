@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnscratch.functional._checks import pair
-from nnscratch.functional.pooling import global_avg_pool2d_backward, global_avg_pool2d_forward
-from nnscratch.functional.tiers import ops
+from nnscratch.functional.backend import backend
 from nnscratch.nn.module import Module
 
 
@@ -28,12 +27,12 @@ class MaxPool2d(Module):
         self.padding = pair("MaxPool2d", "padding", padding, 0)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, cache = ops().max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        y, cache = backend().max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return ops().max_pool2d_backward(dy, self.pop_cache())
+        return backend().max_pool2d_backward(dy, self.pop_cache())
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -52,12 +51,12 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = (1, 1)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, cache = global_avg_pool2d_forward(x)
+        y, cache = backend().global_avg_pool2d_forward(x)
         self.save_for_backward(cache)
         return y[:, :, None, None]
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return global_avg_pool2d_backward(dy.reshape(dy.shape[:2]), self.pop_cache())
+        return backend().global_avg_pool2d_backward(dy.reshape(dy.shape[:2]), self.pop_cache())
 
     def extra_repr(self) -> str:
         return "output_size=1"

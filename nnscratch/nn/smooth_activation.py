@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.functional.smooth_activation import (
-    sigmoid_backward,
-    sigmoid_forward,
-    tanh_backward,
-    tanh_forward,
-)
+from nnscratch.functional.backend import backend
 from nnscratch.nn.module import Module
 
 
@@ -20,21 +15,21 @@ class Tanh(Module):
     """y = tanh(x) elementwise, any shape; dx = dy * (1 - y^2)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, cache = tanh_forward(x)
+        y, cache = backend().tanh_forward(x)
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return tanh_backward(dy, self.pop_cache())
+        return backend().tanh_backward(dy, self.pop_cache())
 
 
 class Sigmoid(Module):
     """y = 1 / (1 + exp(-x)) elementwise, any shape; dx = dy * y * (1 - y)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, cache = sigmoid_forward(x)
+        y, cache = backend().sigmoid_forward(x)
         self.save_for_backward(cache)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return sigmoid_backward(dy, self.pop_cache())
+        return backend().sigmoid_backward(dy, self.pop_cache())

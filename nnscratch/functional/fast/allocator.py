@@ -12,7 +12,7 @@ mapped) and ``M_TRIM_THRESHOLD`` to 1 GB keeps the freed memory in the heap, whe
 next step's arrays of the same sizes find it. The peak memory is the same; the process
 just keeps it between steps. It applies to the whole process (NumPy's other arrays
 too), so ``NNSCRATCH_KEEP_FREED_MEMORY=0`` leaves glibc's defaults alone. It is done
-when the layers first use the fast tier (:func:`nnscratch.functional.tiers.ops`), not on
+when the layers first use the fast tier (:func:`nnscratch.functional.fast.setup`), not on
 import: a bad setting is then a ``ValueError`` where the command-line reports it.
 """
 
