@@ -8,6 +8,9 @@ A check runs your code on several cases (batch 1, odd sizes, stride 2, ties, ...
 compares every output with the library's reference and, for gradients, with central
 finite differences, and recognises the common mistakes: the message names the output,
 the case, the worst entry and, when your result matches a known mistake, what went wrong.
+
+Once your layer pieces pass, ``with exercises.my_tier(yours):`` makes every layer run them
+(:mod:`.my_tier`), so a whole ResNet trains on your code.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from nnscratch.exercises.im2col import COL2IM, IM2COL
 from nnscratch.exercises.init import HE_STD
 from nnscratch.exercises.linear import LINEAR
 from nnscratch.exercises.loss import CROSS_ENTROPY
+from nnscratch.exercises.my_tier import PieceRefused, load_solutions, my_tier
 from nnscratch.exercises.optim import SGD_MOMENTUM_STEP
 from nnscratch.exercises.paths import PATH_LENGTH_COUNTS, ROUTED_GRADIENT
 from nnscratch.exercises.pca import PCA_2D
@@ -57,7 +61,16 @@ _TEACHING_ORDER = (
 )
 _EXERCISES: dict[str, Exercise] = {e.name: e for e in _TEACHING_ORDER}
 
-__all__ = ["CheckResult", "check", "describe", "names", "reference"]
+__all__ = [
+    "CheckResult",
+    "PieceRefused",
+    "check",
+    "describe",
+    "load_solutions",
+    "my_tier",
+    "names",
+    "reference",
+]
 
 
 def _exercise(name: str) -> Exercise:

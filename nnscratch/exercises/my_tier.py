@@ -1,0 +1,264 @@
+"""Your own tier: the layers run the exercise solutions you wrote, the readable ops the rest.
+
+    from nnscratch import exercises
+    mine = {"conv2d_forward": conv2d_forward, "relu_backward": relu_backward, ...}
+    with exercises.my_tier(mine):           # or my_tier("my_solutions.py")
+        loss = criterion(model(x), y)       # your convolution, your ReLU, ...
+        model.backward(criterion.backward())
+
+Each piece is checked first (``exercises.check(name, piece)``); a piece whose check fails
+is refused with one line that names it, so a net never trains on a wrong gradient. The
+pieces a layer can use, and what they replace:
+
+    linear, cross_entropy                       the op pairs themselves
+    conv2d_forward, conv2d_backward             conv2d (square stride and padding)
+    im2col, col2im                              the columns inside a conv2d you did not write
+    relu_backward, global_avg_pool_backward     those backward passes
+    max_pool_backward                           max pooling's (square, no padding)
+    batch_norm_forward, batch_norm_backward     batch norm in training mode
+
+Where a layer's arguments are outside a piece's signature (a non-square stride, padded
+pooling, label smoothing, eval mode), that call runs the readable op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import runpy
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnscratch.functional import backend as backends
+from nnscratch.functional.conv import Conv2dCache, conv_geometry
+from nnscratch.functional.conv import col2im as readable_col2im
+from nnscratch.functional.conv import im2col as readable_im2col
+
+LAYER_PIECES = (
+    "linear",
+    "relu_backward",
+    "im2col",
+    "col2im",
+    "conv2d_forward",
+    "conv2d_backward",
+    "max_pool_backward",
+    "global_avg_pool_backward",
+    "batch_norm_forward",
+    "batch_norm_backward",
+    "cross_entropy",
+)
+# A piece written as two functions is found in a solutions file under these names.
+PAIRS = {
+    "linear": ("linear_forward", "linear_backward"),
+    "cross_entropy": ("cross_entropy_forward", "cross_entropy_backward"),
+}
+
+
+class PieceRefused(ValueError):
+    """A piece of yours whose check does not pass."""
+
+
+def load_solutions(path: str | Path) -> dict[str, Any]:
+    """The layer pieces defined in a Python file (functions named as ``describe`` says)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"my_tier: no solutions file {path}")
+    namespace = runpy.run_path(str(path), init_globals={"np": np})
+    found = {}
+    for name in LAYER_PIECES:
+        if name in PAIRS and all(callable(namespace.get(n)) for n in PAIRS[name]):
+            found[name] = tuple(namespace[n] for n in PAIRS[name])
+        elif callable(namespace.get(name)):
+            found[name] = namespace[name]
+    return found
+
+
+def build_backend(pieces: Mapping[str, Any]) -> backends.Backend:
+    """The readable backend with the given (already checked) pieces in place of its ops."""
+    unknown = sorted(set(pieces) - set(LAYER_PIECES))
+    if unknown:
+        raise KeyError(
+            f"my_tier: {', '.join(unknown)} is not a layer's piece; "
+            f"the pieces are: {', '.join(LAYER_PIECES)}"
+        )
+    readable = backends.readable()
+    ops: dict[str, Callable] = {}
+    if "linear" in pieces:
+        ops["linear_forward"], ops["linear_backward"] = _linear(*pieces["linear"])
+    if "cross_entropy" in pieces:
+        ops["cross_entropy_forward"], ops["cross_entropy_backward"] = _cross_entropy(
+            *pieces["cross_entropy"], readable
+        )
+    if "relu_backward" in pieces:
+        mine = pieces["relu_backward"]
+        # the readable cache is y = max(x, 0), and y > 0 exactly where x > 0
+        ops["relu_backward"] = lambda dy, y: mine(dy, y)
+    if "global_avg_pool_backward" in pieces:
+        ops["global_avg_pool2d_backward"] = pieces["global_avg_pool_backward"]
+    if "max_pool_backward" in pieces:
+        ops["max_pool2d_forward"], ops["max_pool2d_backward"] = _max_pool(
+            pieces["max_pool_backward"], readable
+        )
+    if {"batch_norm_forward", "batch_norm_backward"} & set(pieces):
+        ops["batch_norm2d_forward"], ops["batch_norm2d_backward"] = _batch_norm(
+            pieces.get("batch_norm_forward"), pieces.get("batch_norm_backward"), readable
+        )
+    if {"im2col", "col2im", "conv2d_forward", "conv2d_backward"} & set(pieces):
+        ops["conv2d_forward"], ops["conv2d_backward"] = _conv2d(pieces, readable)
+    return dataclasses.replace(readable, name="mine", **ops)
+
+
+@contextlib.contextmanager
+def my_tier(solutions: Mapping[str, Any] | str | Path) -> Iterator[backends.Backend]:
+    """Inside the block every layer runs your pieces (a dict, or a solutions file) where
+    they apply and the readable ops elsewhere; a piece that fails its check is refused."""
+    from nnscratch import exercises
+
+    pieces = load_solutions(solutions) if isinstance(solutions, (str, Path)) else solutions
+    for name, piece in pieces.items():
+        if name not in LAYER_PIECES:
+            continue  # build_backend names it
+        result = exercises.check(name, piece)
+        if not result.passed:
+            first_line = result.message.splitlines()[0]
+            raise PieceRefused(f"my_tier: your {name} does not pass its check: {first_line}")
+    mine = build_backend(pieces)
+    with backends.using(mine):
+        yield mine
+
+
+# --------------------------------------------------------------- adapters, one per layer
+def _square(pair: tuple[int, int]) -> int | None:
+    return pair[0] if pair[0] == pair[1] else None
+
+
+def _linear(forward, backward):
+    """Your pair, with a zero bias where the layer has none."""
+
+    def linear_forward(x, w, b=None):
+        y, cache = forward(x, w, b if b is not None else np.zeros(w.shape[0], x.dtype))
+        return y, (cache, b is not None)
+
+    def linear_backward(dy, cache):
+        yours, has_bias = cache
+        dx, dw, db = backward(dy, yours)
+        return dx, dw, db if has_bias else None
+
+    return linear_forward, linear_backward
+
+
+def _cross_entropy(forward, backward, readable):
+    """Your pair; label smoothing (outside its signature) runs the readable op."""
+
+    def cross_entropy_forward(logits, targets, label_smoothing=0.0):
+        if label_smoothing:
+            return readable.cross_entropy_forward(logits, targets, label_smoothing)
+        loss, cache = forward(logits, targets)
+        return float(loss), _Yours(cache)
+
+    def cross_entropy_backward(dloss, cache):
+        if isinstance(cache, _Yours):
+            return backward(dloss, cache.cache)
+        return readable.cross_entropy_backward(dloss, cache)
+
+    return cross_entropy_forward, cross_entropy_backward
+
+
+@dataclasses.dataclass(frozen=True)
+class _Yours:
+    """A cache made by your forward (the readable op's caches are never wrapped)."""
+
+    cache: Any
+
+
+def _max_pool(backward, readable):
+    """The readable forward; your backward where the pooling is square and unpadded."""
+
+    def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
+        y, cache = readable.max_pool2d_forward(x, kernel_size, stride, padding)
+        return y, (cache, x, kernel_size, stride if stride is not None else kernel_size, padding)
+
+    def max_pool2d_backward(dy, cache):
+        readable_cache, x, kernel_size, stride, padding = cache
+        k, s = _square(_pairs(kernel_size)), _square(_pairs(stride))
+        if k is None or s is None or _pairs(padding) != (0, 0):
+            return readable.max_pool2d_backward(dy, readable_cache)
+        return backward(dy, x, k, s)
+
+    return max_pool2d_forward, max_pool2d_backward
+
+
+def _pairs(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _batch_norm(forward, backward, readable):
+    """Your training-mode forward and backward (either may be the readable op's); eval
+    mode runs the readable op. The readable cache is made alongside, from copies of the
+    running statistics, for the backward you did not write."""
+
+    def batch_norm2d_forward(x, gamma, beta, running_mean, running_var, *, training, **kw):
+        momentum, eps = kw.get("momentum", 0.1), kw.get("eps", 1e-5)
+        if forward is None or not training:
+            y, cache = readable.batch_norm2d_forward(
+                x, gamma, beta, running_mean, running_var, training=training, **kw
+            )
+            return y, (cache, eps)
+        _, cache = readable.batch_norm2d_forward(
+            x, gamma, beta, running_mean.copy(), running_var.copy(), training=True, **kw
+        )
+        y, new_mean, new_var = forward(x, gamma, beta, running_mean, running_var, momentum, eps)
+        running_mean[...], running_var[...] = new_mean, new_var
+        return y, (cache, eps)
+
+    def batch_norm2d_backward(dy, cache):
+        readable_cache, eps = cache
+        if backward is None or not readable_cache.training:
+            return readable.batch_norm2d_backward(dy, readable_cache)
+        return backward(dy, readable_cache.x, readable_cache.gamma, eps)
+
+    return batch_norm2d_forward, batch_norm2d_backward
+
+
+def _conv2d(pieces, readable):
+    """Your conv2d pair; where you wrote only im2col/col2im, the readable conv's product
+    on your columns; a non-square stride or padding runs the readable op."""
+    forward, backward = pieces.get("conv2d_forward"), pieces.get("conv2d_backward")
+    im2col, col2im = pieces.get("im2col"), pieces.get("col2im")
+
+    def conv2d_forward(x, w, b=None, *, stride=1, padding=0):
+        g = conv_geometry("conv2d", x, w, stride, padding)
+        s, p = _square((g.sh, g.sw)), _square((g.ph, g.pw))
+        cache = Conv2dCache(np.ascontiguousarray(x), w, b is not None, g)
+        if s is None or p is None or (forward is None and im2col is None):
+            y, _ = readable.conv2d_forward(x, w, b, stride=stride, padding=padding)
+        elif forward is not None:
+            y = forward(x, w, b if b is not None else np.zeros(w.shape[0], x.dtype), s, p)
+        else:
+            C_out, N = w.shape[0], x.shape[0]
+            y = w.reshape(C_out, -1) @ im2col(x, g.KH, g.KW, s, p)  # (C_out, N*H_out*W_out)
+            if b is not None:
+                y += b[:, None]
+            y = y.reshape(C_out, N, g.H_out, g.W_out).transpose(1, 0, 2, 3)
+        return np.ascontiguousarray(y), cache
+
+    def conv2d_backward(dy, cache):
+        x, w, has_bias, g = cache
+        s, p = _square((g.sh, g.sw)), _square((g.ph, g.pw))
+        if s is None or p is None or (backward is None and im2col is None and col2im is None):
+            return readable.conv2d_backward(dy, cache)
+        if backward is not None:
+            dx, dw, db = backward(dy, x, w, s, p)
+            return dx, dw, db if has_bias else None
+        columns = im2col or (lambda x, KH, KW, s, p: readable_im2col(x, g))
+        to_image = col2im or (lambda dcols, shape, KH, KW, s, p: readable_col2im(dcols, shape, g))
+        C_out = w.shape[0]
+        dY = dy.transpose(1, 0, 2, 3).reshape(C_out, -1)  # (C_out, N*H_out*W_out)
+        dw = (dY @ columns(x, g.KH, g.KW, s, p).T).reshape(w.shape)
+        dx = to_image(w.reshape(C_out, -1).T @ dY, x.shape, g.KH, g.KW, s, p)
+        return dx, dw, dy.sum(axis=(0, 2, 3)) if has_bias else None
+
+    return conv2d_forward, conv2d_backward
