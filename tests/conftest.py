@@ -1,5 +1,7 @@
 """Shared test helpers."""
 
+import os
+import tempfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,6 +11,10 @@ import nnscratch.functional as readable
 import nnscratch.functional.fast as fast
 from nnscratch.functional.fast import conv as fast_conv
 from nnscratch.functional.fast import winograd
+
+# Exercise checks keep the learner's progress in a file; the tests' checks (and the notebooks'
+# kernels, which inherit the environment) keep theirs out of the home directory.
+os.environ["NNSCRATCH_PROGRESS"] = os.path.join(tempfile.mkdtemp(), "exercises.json")
 
 # A run of `nnscratch train` that takes seconds: a quarter-width ResNet-20 on 240 synthetic
 # images (216 for training, 6 batches of 32 per epoch), 40 test images.

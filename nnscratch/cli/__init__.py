@@ -29,6 +29,7 @@ COMMANDS = (
     "lesion",
     "shattered",
     "paths",
+    "exercises",
 )
 
 # Exceptions that mean "the input (or the machine) cannot do this", reported as one line:

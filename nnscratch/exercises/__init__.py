@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nnscratch.exercises import progress
 from nnscratch.exercises.batch_norm import BATCH_NORM_BACKWARD, BATCH_NORM_FORWARD
 from nnscratch.exercises.checking import CheckResult, Exercise, run_check
 from nnscratch.exercises.conv import CONV2D_BACKWARD, CONV2D_FORWARD
@@ -60,8 +61,36 @@ _TEACHING_ORDER = (
     AUTOCORRELATION,
 )
 _EXERCISES: dict[str, Exercise] = {e.name: e for e in _TEACHING_ORDER}
+# The lesson (notebook) of each exercise, in the order its cells ask for them.
+LESSONS: dict[str, tuple[str, ...]] = {
+    "01_layers_and_backprop": (
+        "im2col",
+        "conv2d_forward",
+        "col2im",
+        "conv2d_backward",
+        "linear",
+        "relu_backward",
+    ),
+    "02_batch_norm_and_pooling": (
+        "batch_norm_backward",
+        "batch_norm_forward",
+        "max_pool_backward",
+        "global_avg_pool_backward",
+    ),
+    "03_residual_block": ("residual_backward", "basic_block_params"),
+    "04_gradient_flow": ("one_layer_gain", "he_std"),
+    "05_training_resnet18": ("cross_entropy", "sgd_momentum_step"),
+    "07_features_and_transfer": ("pca_2d",),
+    "08_identity_mappings": ("preact_residual_backward", "unrolled_gradient"),
+    "09_paths_and_shattered_gradients": (
+        "path_length_counts",
+        "routed_gradient",
+        "autocorrelation",
+    ),
+}
 
 __all__ = [
+    "LESSONS",
     "CheckResult",
     "PieceRefused",
     "check",
@@ -95,5 +124,8 @@ def reference(name: str) -> Any:
 
 
 def check(name: str, submission: Any) -> CheckResult:
-    """Check your function (a pair of functions, or a number, as ``describe(name)`` says)."""
-    return run_check(_exercise(name), submission)
+    """Check your function (a pair of functions, or a number, as ``describe(name)`` says);
+    the outcome is kept in your progress file (:mod:`.progress`)."""
+    result = run_check(_exercise(name), submission)
+    progress.record(name, result.passed)
+    return result
