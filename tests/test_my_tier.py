@@ -1,6 +1,8 @@
 """The learner's tier: the reference solutions as "mine" give a readable-tier step to 1e-10,
 each piece is really called, and a wrong piece is refused by name."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -139,3 +141,20 @@ def test_solutions_are_read_from_a_file(tmp_path):
         np.testing.assert_array_equal(layer.backward(np.array([[3.0, 4.0]])), [[0.0, 4.0]])
     with pytest.raises(FileNotFoundError, match="no solutions file"):
         exercises.load_solutions(tmp_path / "absent.py")
+
+
+def test_the_notebooks_solution_files_as_mine_train_a_resnet20_step(batch):
+    x, y = batch
+    folder = Path(__file__).parents[1] / "notebooks" / "solutions"
+    files = [
+        folder / f"{lesson}.py"
+        for lesson in exercises.LESSONS
+        if (folder / f"{lesson}.py").exists()
+    ]
+    pieces = exercises.load_solutions(*files)
+    assert set(pieces) == set(LAYER_PIECES)  # the lessons ask for every layer piece
+    with nnscratch.reference_mode():
+        want = training_step(fresh_model(), x, y)
+    with exercises.my_tier(files):
+        got = training_step(fresh_model(), x, y)
+    assert_same_step(got, want)

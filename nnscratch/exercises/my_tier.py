@@ -2,7 +2,7 @@
 
     from nnscratch import exercises
     mine = {"conv2d_forward": conv2d_forward, "relu_backward": relu_backward, ...}
-    with exercises.my_tier(mine):           # or my_tier("my_solutions.py")
+    with exercises.my_tier(mine):           # or my_tier(["01.py", "02.py"]), your files
         loss = criterion(model(x), y)       # your convolution, your ReLU, ...
         model.backward(criterion.backward())
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import runpy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +61,19 @@ class PieceRefused(ValueError):
     """A piece of yours whose check does not pass."""
 
 
-def load_solutions(path: str | Path) -> dict[str, Any]:
-    """The layer pieces defined in a Python file (functions named as ``describe`` says)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"my_tier: no solutions file {path}")
-    namespace = runpy.run_path(str(path), init_globals={"np": np})
-    found = {}
-    for name in LAYER_PIECES:
-        if name in PAIRS and all(callable(namespace.get(n)) for n in PAIRS[name]):
-            found[name] = tuple(namespace[n] for n in PAIRS[name])
-        elif callable(namespace.get(name)):
-            found[name] = namespace[name]
+def load_solutions(*paths: str | Path) -> dict[str, Any]:
+    """The layer pieces defined in Python files (functions named as ``describe`` says; ``np``
+    is imported for them); a piece defined in a later file replaces an earlier one."""
+    found: dict[str, Any] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"my_tier: no solutions file {path}")
+        namespace = runpy.run_path(str(path), init_globals={"np": np})
+        for name in LAYER_PIECES:
+            if name in PAIRS and all(callable(namespace.get(n)) for n in PAIRS[name]):
+                found[name] = tuple(namespace[n] for n in PAIRS[name])
+            elif callable(namespace.get(name)):
+                found[name] = namespace[name]
     return found
 
 
@@ -112,12 +113,16 @@ def build_backend(pieces: Mapping[str, Any]) -> backends.Backend:
 
 
 @contextlib.contextmanager
-def my_tier(solutions: Mapping[str, Any] | str | Path) -> Iterator[backends.Backend]:
-    """Inside the block every layer runs your pieces (a dict, or a solutions file) where
+def my_tier(
+    solutions: Mapping[str, Any] | str | Path | Sequence[str | Path],
+) -> Iterator[backends.Backend]:
+    """Inside the block every layer runs your pieces (a dict, or solutions files) where
     they apply and the readable ops elsewhere; a piece that fails its check is refused."""
     from nnscratch import exercises
 
-    pieces = load_solutions(solutions) if isinstance(solutions, (str, Path)) else solutions
+    if isinstance(solutions, (str, Path)):
+        solutions = [solutions]
+    pieces = solutions if isinstance(solutions, Mapping) else load_solutions(*solutions)
     for name, piece in pieces.items():
         if name not in LAYER_PIECES:
             continue  # build_backend names it
