@@ -1,0 +1,38 @@
+"""Small behaviours of the extract command, through the real CLI."""
+
+import pytest
+from conftest import TINY_FLAGS
+
+from nnscratch.cli import main
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A finished one-epoch tiny run."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY_FLAGS, "--epochs", "1", "--out", str(out)]) == 0
+    return out
+
+
+def refused_one_line(capsys, path) -> None:
+    """Exactly one line on stderr, naming ``path`` and the refusal, and no traceback."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"{path} exists" in err and "does not overwrite files" in err, err
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["extract", "--split", "val"], "--out"),
+    ],
+)
+def test_an_existing_output_file_is_refused_and_left_as_it_was(
+    run_dir, tmp_path, capsys, argv, option
+):
+    existing = tmp_path / "taken"
+    existing.write_bytes(b"someone else's file")
+    capsys.readouterr()
+    assert main([argv[0], str(run_dir), *argv[1:], option, str(existing)]) == 2
+    refused_one_line(capsys, existing)
+    assert existing.read_bytes() == b"someone else's file"
