@@ -1,4 +1,6 @@
-"""Small behaviours of the extract command, through the real CLI."""
+"""Small behaviours of the extract and evaluate commands, through the real CLI."""
+
+import json
 
 import pytest
 from conftest import TINY_FLAGS
@@ -25,6 +27,7 @@ def refused_one_line(capsys, path) -> None:
     "argv, option",
     [
         (["extract", "--split", "val"], "--out"),
+        (["evaluate"], "--confusion"),
     ],
 )
 def test_an_existing_output_file_is_refused_and_left_as_it_was(
@@ -36,3 +39,21 @@ def test_an_existing_output_file_is_refused_and_left_as_it_was(
     assert main([argv[0], str(run_dir), *argv[1:], option, str(existing)]) == 2
     refused_one_line(capsys, existing)
     assert existing.read_bytes() == b"someone else's file"
+
+
+def test_evaluate_says_where_it_wrote_the_confusion_matrix(run_dir, tmp_path, capsys):
+    png = tmp_path / "c.png"
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--confusion", str(png)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == f"confusion matrix written to {png}"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_json_keeps_stdout_json_and_names_the_figure_on_stderr(run_dir, tmp_path, capsys):
+    png = tmp_path / "c.png"
+    capsys.readouterr()
+    assert main(["evaluate", str(run_dir), "--json", "--confusion", str(png)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["split"] == "test"
+    assert captured.err == f"confusion matrix written to {png}\n"
