@@ -1,4 +1,4 @@
-"""Small behaviours of the extract and evaluate commands, through the real CLI."""
+"""Small behaviours of the extract, evaluate and summary commands, through the real CLI."""
 
 import json
 
@@ -6,6 +6,7 @@ import pytest
 from conftest import TINY_FLAGS
 
 from nnscratch.cli import main
+from nnscratch.training import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,22 @@ def test_evaluate_json_keeps_stdout_json_and_names_the_figure_on_stderr(run_dir,
     captured = capsys.readouterr()
     assert json.loads(captured.out)["split"] == "test"
     assert captured.err == f"confusion matrix written to {png}\n"
+
+
+def test_summary_of_a_run_directory_is_the_table_of_its_model(run_dir, capsys):
+    checkpoint = load_checkpoint(run_dir / "best.npz")
+    channels, size, _ = checkpoint["image_shape"]
+    capsys.readouterr()
+    assert main(["summary", str(run_dir)]) == 0
+    of_run = capsys.readouterr().out
+    flags = ["--width", "0.25", "--num-classes", str(len(checkpoint["classes"]))]
+    flags += ["--in-channels", str(channels), "--image-size", str(size)]
+    assert main(["summary", "resnet20", *flags]) == 0
+    assert of_run == capsys.readouterr().out
+    assert "unknown model" not in of_run and "Conv2d" in of_run
+
+
+def test_summary_of_a_directory_without_a_run_is_one_line(tmp_path, capsys):
+    assert main(["summary", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no best.npz" in err, err
