@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from nnscratch import plot
+from nnscratch.cli.arguments.checks import check_new_file
 from nnscratch.cli.arguments.trained_run import add_checkpoint_arguments, load_trained_run
 from nnscratch.training import evaluate
 from nnscratch.training.metrics import confusion_matrix, per_class_accuracy
@@ -19,12 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "test split of the dataset it was trained on, with that run's normalisation.",
     )
     add_checkpoint_arguments(p)
-    p.add_argument("--confusion", metavar="PNG", help="also draw the confusion matrix to this file")
+    p.add_argument(
+        "--confusion",
+        metavar="PNG",
+        help="also draw the confusion matrix to this new file (an existing one is refused)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.confusion:
+        check_new_file(args.confusion, "evaluate")  # before any work
     checkpoint, config, model, transform, dataset = load_trained_run(args)
     result = evaluate(model, dataset, transform, args.batch_size, flip=config.test_flip)
     classes = checkpoint["classes"]
@@ -47,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
                 indent=1,
             )
         )
+        report_figure(args, sys.stderr)  # stdout stays one JSON document
         return 0
     print(
         f"{config.model} on {config.dataset} ({args.split}, {len(dataset)} images): "
@@ -55,4 +64,11 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(c) for c in classes)
     for name, accuracy in per_class.items():
         print(f"  {name:<{width}}  {accuracy:7.2%}")
+    report_figure(args, sys.stdout)
     return 0
+
+
+def report_figure(args: argparse.Namespace, file) -> None:
+    """One line naming the confusion-matrix figure, if one was asked for."""
+    if args.confusion:
+        print(f"confusion matrix written to {args.confusion}", file=file)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nnscratch import io
+from nnscratch.cli.arguments.checks import check_new_file
 from nnscratch.training import TrainConfig
 from nnscratch.training.checkpoint import is_checkpoint, load_checkpoint, load_weights
 from nnscratch.training.run_dir import checkpoint_in
@@ -45,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in FORMATS:
         raise ValueError(f"{out}: the name must end in {', '.join(FORMATS)}")
-    if out.exists():
-        raise FileExistsError(f"{out} exists; nnscratch export does not overwrite files")
+    check_new_file(out, "export")
     source = checkpoint_in(args.source)
     checkpoint = load_checkpoint(source) if is_checkpoint(source) else None  # read once
     state = checkpoint["model"] if checkpoint else load_weights(source)

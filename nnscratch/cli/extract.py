@@ -7,6 +7,7 @@ import argparse
 import numpy as np
 
 from nnscratch import io
+from nnscratch.cli.arguments.checks import check_new_file
 from nnscratch.cli.arguments.trained_run import add_checkpoint_arguments, load_trained_run
 from nnscratch.training import extract_features
 
@@ -21,11 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'features' (N, D) float32, 'labels' (N,) int64 and 'classes' (K,) str.",
     )
     add_checkpoint_arguments(p)
-    p.add_argument("--out", default="features.npz", help="output file (default features.npz)")
+    p.add_argument(
+        "--out",
+        default="features.npz",
+        help="output file (default features.npz); an existing file is refused, not overwritten",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_new_file(args.out, "extract")  # before any work
     checkpoint, _, model, transform, dataset = load_trained_run(args)
     features = extract_features(model, dataset, transform, args.batch_size)
     io.save(
