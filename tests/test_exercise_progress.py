@@ -51,8 +51,9 @@ def test_checks_are_kept_and_listed_by_lesson(progress_path, capsys):
         b'["a", "list"]',
         b'{"linear": {"passed": 1}}',
         b"\xff\xfe",
+        b'{"linear": {"passed": true, "when": "yesterday"}}',
     ],
-    ids=["corrupt", "truncated", "foreign", "wrong types", "not text"],
+    ids=["corrupt", "truncated", "foreign", "wrong types", "not text", "no time"],
 )
 def test_a_bad_progress_file_is_ignored_with_one_warning(progress_path, content):
     progress_path.parent.mkdir(parents=True)

@@ -42,6 +42,8 @@ def load() -> dict[str, dict]:
             for v in record.values()
         ):
             raise ValueError("not a record of checks")
+        for entry in record.values():
+            datetime.datetime.fromisoformat(entry["when"])  # a ValueError if it is no time
         return record
     except FileNotFoundError:
         return {}
