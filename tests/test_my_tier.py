@@ -158,3 +158,32 @@ def test_the_notebooks_solution_files_as_mine_train_a_resnet20_step(batch):
     with exercises.my_tier(files):
         got = training_step(fresh_model(), x, y)
     assert_same_step(got, want)
+
+
+@pytest.mark.parametrize(
+    "model, piece, expected_calls",
+    [
+        ("resnet20", "relu_backward", 19),  # the stem's, and two a block: one after the `+`
+        ("resnet20", "residual_backward", 9),  # one a block
+        ("preact_resnet20", "residual_backward", 0),  # nothing after the `+`: the readable sum
+    ],
+)
+def test_the_residual_sum_runs_your_pieces_where_they_apply(batch, model, piece, expected_calls):
+    x, y = batch
+    with nnscratch.reference_mode():
+        want = training_step(fresh_model(model), x, y)
+    calls = {}
+    with exercises.my_tier({piece: counted(exercises.reference(piece), calls, piece)}):
+        calls.clear()
+        got = training_step(fresh_model(model), x, y)
+    assert_same_step(got, want)
+    assert calls.get(piece, 0) == expected_calls
+
+
+def test_a_residual_backward_that_forgets_the_shortcut_is_refused():
+    def residual_backward(dy, out, main_backward, shortcut_backward):
+        return main_backward(np.where(out > 0, dy, 0))
+
+    with pytest.raises(exercises.PieceRefused, match=r"^my_tier: your residual_backward does not"):
+        with exercises.my_tier({"residual_backward": residual_backward}):
+            pass

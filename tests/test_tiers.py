@@ -2,6 +2,7 @@
 whole network to the readable ones (so that no fast code runs)."""
 
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -148,6 +149,10 @@ def test_the_fast_tier_reexports_the_readable_op_where_it_has_no_fast_one():
     fast_ops = {"conv2d", "conv2d_bn", "batch_norm2d", "relu", "max_pool2d"}
     for field in dataclasses.fields(Backend)[1:]:
         op = getattr(fast_backend(), field.name)
+        if isinstance(op, functools.partial):  # the readable op on the fast ones it calls
+            assert op.func is getattr(readable_backend(), field.name), field.name
+            assert all(getattr(fast_backend(), name) is f for name, f in op.keywords.items())
+            continue
         has_fast = field.name.rsplit("_", 1)[0] in fast_ops
         assert (Path(op.__code__.co_filename).parent == FAST_DIR) == has_fast, field.name
         if not has_fast:

@@ -14,6 +14,8 @@ pieces a layer can use, and what they replace:
     conv2d_forward, conv2d_backward             conv2d (square stride and padding)
     im2col, col2im                              the columns inside a conv2d you did not write
     relu_backward, global_avg_pool_backward     those backward passes
+    residual_backward                           the `+` and the ReLU after it, in a block's
+                                                backward (not a pre-activation block's)
     max_pool_backward                           max pooling's (square, no padding)
     batch_norm_forward, batch_norm_backward     batch norm in training mode
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import runpy
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -49,6 +52,7 @@ LAYER_PIECES = (
     "batch_norm_forward",
     "batch_norm_backward",
     "cross_entropy",
+    "residual_backward",
 )
 # A piece written as two functions is found in a solutions file under these names.
 PAIRS = {
@@ -97,6 +101,13 @@ def build_backend(pieces: Mapping[str, Any]) -> backends.Backend:
         # your relu_backward(dy, x) takes the readable cache y = max(x, 0) as its x:
         # y > 0 exactly where x > 0
         ops["relu_backward"] = pieces["relu_backward"]
+    relu_backward = ops.get("relu_backward", readable.relu_backward)
+    if "residual_backward" in pieces:
+        ops["residual_backward"] = _residual(pieces["residual_backward"], readable)
+    else:  # the readable `+` on your ReLU
+        ops["residual_backward"] = functools.partial(
+            readable.residual_backward, relu_backward=relu_backward
+        )
     if "global_avg_pool_backward" in pieces:
         ops["global_avg_pool2d_backward"] = pieces["global_avg_pool_backward"]
     if "max_pool_backward" in pieces:
@@ -177,6 +188,17 @@ class _Yours:
     """A cache made by your forward (the readable op's caches are never wrapped)."""
 
     cache: Any
+
+
+def _residual(backward, readable):
+    """Your residual_backward where a ReLU follows the `+`; the readable sum where nothing does."""
+
+    def residual_backward(dy, out, main_backward, shortcut_backward):
+        if out is None:
+            return readable.residual_backward(dy, out, main_backward, shortcut_backward)
+        return backward(dy, out, main_backward, shortcut_backward)
+
+    return residual_backward
 
 
 def _max_pool(backward, readable):

@@ -4,19 +4,13 @@ the `+` fans the same gradient out to both branches, and their input gradients a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
 from nnscratch.exercises.checking import Case, Exercise, Mistake, Output, image_words
 from nnscratch.functional.activation import relu_backward, relu_forward
 from nnscratch.functional.conv import conv2d_backward, conv2d_forward
-
-
-def residual_backward(dy, out, main_backward: Callable, shortcut_backward: Callable) -> np.ndarray:
-    """dx = main_backward(d) + shortcut_backward(d), with d = dy where out > 0."""
-    d = relu_backward(dy, out)  # relu's cache is its output
-    return main_backward(d) + shortcut_backward(d)
+from nnscratch.functional.residual import residual_backward
 
 
 class _Block:

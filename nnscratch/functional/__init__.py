@@ -30,6 +30,7 @@ from nnscratch.functional.pooling import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from nnscratch.functional.residual import residual_backward
 from nnscratch.functional.smooth_activation import (
     sigmoid_backward,
     sigmoid_forward,
@@ -59,6 +60,7 @@ __all__ = [
     "max_pool2d_forward",
     "relu_backward",
     "relu_forward",
+    "residual_backward",
     "sigmoid_backward",
     "sigmoid_forward",
     "tanh_backward",

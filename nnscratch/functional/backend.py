@@ -40,6 +40,7 @@ class Backend:
     batch_norm2d_backward: Callable
     relu_forward: Callable
     relu_backward: Callable
+    residual_backward: Callable
     tanh_forward: Callable
     tanh_backward: Callable
     sigmoid_forward: Callable

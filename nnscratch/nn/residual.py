@@ -7,6 +7,8 @@ Forward:   h   = shared(x)                        (nothing, except in a pre-acti
                                                    + and the ReLU run as one op: nn.fusion)
 Backward:  d = after_add'(...) * dy feeds *both* branches unchanged, and
            dh = main.backward(d) + shortcut.backward(d),   dx = shared.backward(dh)
+           (the first two lines: the backend's ``residual_backward``, which the learner's
+           own tier may replace)
 A plain block (``residual=False``) has no shortcut: out = after_add(main(x)).
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnscratch.functional.backend import backend
+from nnscratch.nn.activation import ReLU
 from nnscratch.nn.fusion import sequence
 from nnscratch.nn.module import Module
 from nnscratch.nn.shortcut import ZeroPadShortcut, projection
@@ -103,25 +107,41 @@ class ResidualBlock(Module):
         return sequence(self.main_path(), h, plus=shortcut, then=self.after_add)
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        d = self.after_add.backward(dy)  # gradient at the output of the `+`
-        dh_main = dh_shortcut = None
-        if not self.residual or self.route == "main":
-            dh = dh_main = self.branch_backward(d)
-        elif self.route == "shortcut":
-            dh = dh_shortcut = self.shortcut_backward(d)
-        elif self.route is None:  # the `+` fans the same d out to both sides; their gradients add
-            dh_main, dh_shortcut = self.branch_backward(d), self.shortcut_backward(d)
-            dh = dh_main + dh_shortcut
+        if self.residual:  # the `+` fans d out to both sides; their gradients add
+            main, shortcut = self._sides()
+            if isinstance(self.after_add, ReLU):  # out = relu(...): its cache is out
+                dh = backend().residual_backward(dy, self.after_add.pop_cache(), main, shortcut)
+            else:  # nothing after the `+` (pre-activation), or another activation swapped in
+                dh = backend().residual_backward(self.after_add.backward(dy), None, main, shortcut)
         else:
-            raise ValueError(f"unknown route {self.route!r}; choose one of {ROUTES}")
+            dh = self._sides()[0](self.after_add.backward(dy))
         dx = dh
         for layer in reversed(self.shared_path()):
             dx = layer.backward(dx)
         if self.record_grad_ledger:
             self.grad_ledger = {
                 "above": frobenius_norm(dy),
-                "main": 0.0 if dh_main is None else frobenius_norm(dh_main),
-                "shortcut": 0.0 if dh_shortcut is None else frobenius_norm(dh_shortcut),
+                **self._parts,
                 "total": frobenius_norm(dx),
             }
         return dx
+
+    def _sides(self):
+        """The branch's and the shortcut's backward as the `+` calls them: ``route`` silences
+        one side (its gradient is 0); with the ledger on, each keeps its gradient's norm."""
+        if self.route not in ROUTES:
+            raise ValueError(f"unknown route {self.route!r}; choose one of {ROUTES}")
+        self._parts = {"main": 0.0, "shortcut": 0.0}
+
+        def side(name, backward):
+            def run(d):
+                if self.residual and self.route not in (None, name):
+                    return 0.0
+                grad = backward(d)
+                if self.record_grad_ledger:
+                    self._parts[name] = frobenius_norm(grad)
+                return grad
+
+            return run
+
+        return side("main", self.branch_backward), side("shortcut", self.shortcut_backward)

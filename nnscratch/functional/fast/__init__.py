@@ -1,6 +1,6 @@
 """The fast tier: every op of ``nnscratch.functional``, the slow ones made fast.
 
-Conv2d, batch norm, ReLU, max pooling and inference's fused conv + batch norm have fast
+Conv2d, batch norm, ReLU (also inside the residual `+`'s backward), max pooling and inference's fused conv + batch norm have fast
 versions here: same names, signatures, caches and results (float64 to 1e-12, float32 to
 1e-5 relative, tested); numba kernels that release the GIL, one share of the batch per
 core (:mod:`.workers`), chunks that stay in cache and reused scratch buffers. The other
@@ -15,6 +15,7 @@ from nnscratch.functional.fast.batch_norm import batch_norm2d_backward, batch_no
 from nnscratch.functional.fast.conv import conv2d_backward, conv2d_forward
 from nnscratch.functional.fast.conv_bn import conv2d_bn_inference
 from nnscratch.functional.fast.pooling import max_pool2d_backward, max_pool2d_forward
+from nnscratch.functional.fast.residual import residual_backward
 
 # No fast version: these are the readable ops themselves.
 from nnscratch.functional.linear import linear_backward, linear_forward
@@ -57,6 +58,7 @@ __all__ = [
     "max_pool2d_forward",
     "relu_backward",
     "relu_forward",
+    "residual_backward",
     "setup",
     "sigmoid_backward",
     "sigmoid_forward",
