@@ -69,7 +69,7 @@ def test_a_resnet20_step_on_the_reference_solutions_equals_the_readable_tier(bat
         if name not in left_out and name not in {"max_pool_backward"}
     }
     with exercises.my_tier(mine) as tier:
-        assert tier.name == "mine"
+        assert tier.backend.name == "mine"
         calls.clear()  # the checks called them too
         got = training_step(fresh_model(), x, y)
     assert_same_step(got, want)
@@ -187,3 +187,52 @@ def test_a_residual_backward_that_forgets_the_shortcut_is_refused():
     with pytest.raises(exercises.PieceRefused, match=r"^my_tier: your residual_backward does not"):
         with exercises.my_tier({"residual_backward": residual_backward}):
             pass
+
+
+def notebook(path, *cells):
+    """A minimal .ipynb with these code cells."""
+    import json
+
+    code = [{"cell_type": "code", "source": c, "metadata": {}, "outputs": []} for c in cells]
+    path.write_text(json.dumps({"cells": code, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_pieces_from_a_notebooks_exercise_cells_and_stubs_left_out(tmp_path):
+    solved = notebook(
+        tmp_path / "mine.ipynb",
+        "x = undefined_name  # not an exercise cell: never run",
+        "# exercise: relu_backward\ndef relu_backward(dy, x):\n    return np.where(x > 0, dy, 0.0)",
+        "# exercise: residual_backward\n"
+        "def residual_backward(dy, out, main_backward, shortcut_backward):\n"
+        "    raise NotImplementedError",
+    )
+    tier = exercises.my_tier(solved)
+    assert tier.yours == {"relu_backward": "mine.ipynb"}
+    assert "residual_backward" in tier.missing and "relu_backward" not in tier.missing
+    assert "relu_backward              yours (mine.ipynb)" in str(tier)
+    # the committed lessons hold only stubs: nothing is the learner's yet
+    committed = exercises.my_tier(sorted(Path("notebooks").glob("0[1-5]_*.ipynb")))
+    assert committed.yours == {} and committed.missing == LAYER_PIECES
+
+
+def test_a_notebook_cell_that_does_not_run_alone_is_named(tmp_path):
+    broken = notebook(tmp_path / "b.ipynb", "# exercise: relu_backward\nimport nothing_here")
+    with pytest.raises(ValueError, match=r"b.ipynb, the cell of exercise relu_backward does not "):
+        exercises.load_solutions(broken)
+    (tmp_path / "c.ipynb").write_text("{not json")
+    with pytest.raises(ValueError, match=r"c.ipynb is not a notebook"):
+        exercises.load_solutions(tmp_path / "c.ipynb")
+
+
+def test_the_tier_times_each_op_without_the_ops_it_calls(batch):
+    x, y = batch
+    tier = exercises.my_tier({"residual_backward": exercises.reference("residual_backward")})
+    with tier:
+        training_step(fresh_model(), x, y)
+    times = tier.times
+    assert times["residual_backward"].calls == 9 and times["conv2d_backward"].calls == 19
+    assert times["cross_entropy_forward"].calls == 1 and times["tanh_forward"].calls == 0
+    # 19 convolutions (zero-padding shortcuts); the sums' own time is far less than the
+    # convolutions in the branches they call
+    assert 0 < times["residual_backward"].seconds < times["conv2d_backward"].seconds

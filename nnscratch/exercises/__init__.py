@@ -10,7 +10,8 @@ finite differences, and recognises the common mistakes: the message names the ou
 the case, the worst entry and, when your result matches a known mistake, what went wrong.
 
 Once your layer pieces pass, ``with exercises.my_tier(yours):`` makes every layer run them
-(:mod:`.my_tier`), so a whole ResNet trains on your code.
+(:mod:`.my_tier`; ``yours``: a dict, your files or the lessons' notebooks you wrote them
+in), so a whole ResNet trains on your code.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from nnscratch.exercises.im2col import COL2IM, IM2COL
 from nnscratch.exercises.init import HE_STD
 from nnscratch.exercises.linear import LINEAR
 from nnscratch.exercises.loss import CROSS_ENTROPY
-from nnscratch.exercises.my_tier import PieceRefused, load_solutions, my_tier
+from nnscratch.exercises.my_tier import MyTier, PieceRefused, load_solutions, my_tier
 from nnscratch.exercises.optim import SGD_MOMENTUM_STEP
 from nnscratch.exercises.paths import PATH_LENGTH_COUNTS, ROUTED_GRADIENT
 from nnscratch.exercises.pca import PCA_2D
@@ -92,6 +93,7 @@ LESSONS: dict[str, tuple[str, ...]] = {
 __all__ = [
     "LESSONS",
     "CheckResult",
+    "MyTier",
     "PieceRefused",
     "check",
     "describe",

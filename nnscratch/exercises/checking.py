@@ -30,6 +30,7 @@ import numpy as np
 RTOL, ATOL = 1e-7, 1e-10  # output vs reference: both are float64 computations of one formula
 FD_EPS, FD_TOL, FD_ATOL = 1e-6, 1e-6, 1e-8  # finite differences, as in nnscratch.gradcheck
 _TINY = 1e-30
+NOT_IMPLEMENTED = "not implemented yet."  # what a stub's check says, after the name
 # Frames inside these are not the learner's: an error is located at the learner's own line.
 _LIBRARY_DIRS = (str(Path(np.__file__).parent), str(Path(__file__).parents[1]))
 
@@ -443,7 +444,7 @@ def run_check(exercise: Exercise, submission: Any) -> CheckResult:
     A question's stub is Python's ``NotImplemented`` (``answer = NotImplemented``).
     """
     if exercise.kind == "number" and submission is NotImplemented:
-        return CheckResult(False, f"{exercise.name}: not implemented yet.")
+        return CheckResult(False, f"{exercise.name}: {NOT_IMPLEMENTED}")
     refusal = _refuse_submission(exercise, submission)
     if refusal:
         return CheckResult(False, f"{exercise.name}: {refusal}.")
@@ -451,7 +452,7 @@ def run_check(exercise: Exercise, submission: Any) -> CheckResult:
     for i, prepared in enumerate(_prepared(exercise)):
         outcome = _attempt(exercise, submission, prepared.case, prepared.want)
         if isinstance(outcome, NotImplementedError):
-            return CheckResult(False, f"{exercise.name}: not implemented yet.")
+            return CheckResult(False, f"{exercise.name}: {NOT_IMPLEMENTED}")
         if isinstance(outcome, BaseException):
             hint = _problem_hint(exercise, i, outcome)
             message = f"{exercise.name}: {_problem(outcome)}, in case: {prepared.case.words}."

@@ -1,23 +1,28 @@
 """Your own tier: the layers run the exercise solutions you wrote, the readable ops the rest.
 
     from nnscratch import exercises
-    mine = {"conv2d_forward": conv2d_forward, "relu_backward": relu_backward, ...}
-    with exercises.my_tier(mine):           # or my_tier(["01.py", "02.py"]), your files
-        loss = criterion(model(x), y)       # your convolution, your ReLU, ...
+    mine = exercises.my_tier(["01_layers_and_backprop.ipynb", "my_batch_norm.py"])
+    print(mine)                          # which pieces are yours, which are not written yet
+    with mine:                           # or my_tier({"conv2d_forward": conv2d_forward, ...})
+        loss = criterion(model(x), y)    # your convolution, your ReLU, ...
         model.backward(criterion.backward())
+    mine.times["conv2d_backward"]        # calls and seconds of each op, yours or not
 
-Each piece is checked first (``exercises.check(name, piece)``); a piece whose check fails
-is refused with one line that names it, so a net never trains on a wrong gradient. The
-pieces a layer can use, and what they replace:
+Your pieces come from a dict, from Python files or from the lessons' notebooks you wrote
+them in (their ``# exercise: NAME`` cells). Each is checked first (``exercises.check``):
+one whose check fails is refused with one line that names it, so a net never trains on a
+wrong gradient; a stub you have not written yet (it raises ``NotImplementedError``) is
+left out, and the readable op runs in its place. The pieces a layer can use, and what
+they replace:
 
     linear, cross_entropy                       the op pairs themselves
     conv2d_forward, conv2d_backward             conv2d (square stride and padding)
     im2col, col2im                              the columns inside a conv2d you did not write
     relu_backward, global_avg_pool_backward     those backward passes
-    residual_backward                           the `+` and the ReLU after it, in a block's
-                                                backward (not a pre-activation block's)
     max_pool_backward                           max pooling's (square, no padding)
     batch_norm_forward, batch_norm_backward     batch norm in training mode
+    residual_backward                           the `+` and the ReLU after it, in a block's
+                                                backward (not a pre-activation block's)
 
 Where a layer's arguments are outside a piece's signature (a non-square stride, padded
 pooling, label smoothing, eval mode), that call runs the readable op.
@@ -25,20 +30,22 @@ pooling, label smoothing, eval mode), that call runs the readable op.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
+import json
 import runpy
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from nnscratch.exercises.checking import NOT_IMPLEMENTED
 from nnscratch.functional import backend as backends
 from nnscratch.functional.conv import Conv2dCache, conv_geometry
 from nnscratch.functional.conv import col2im as readable_col2im
 from nnscratch.functional.conv import im2col as readable_im2col
+from nnscratch.functional.timed import timed
 
 LAYER_PIECES = (
     "linear",
@@ -61,24 +68,60 @@ PAIRS = {
 }
 
 
+EXERCISE_MARK = "# exercise: "
+MAX_NOTEBOOK_BYTES = 64 << 20
+
+
 class PieceRefused(ValueError):
     """A piece of yours whose check does not pass."""
 
 
 def load_solutions(*paths: str | Path) -> dict[str, Any]:
-    """The layer pieces defined in Python files (functions named as ``describe`` says; ``np``
-    is imported for them); a piece defined in a later file replaces an earlier one."""
+    """The layer pieces defined in Python files or in a notebook's ``# exercise: NAME``
+    cells (functions named as ``describe`` says; ``np`` is imported for them); a piece
+    defined in a later file replaces an earlier one."""
     found: dict[str, Any] = {}
     for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"my_tier: no solutions file {path}")
-        namespace = runpy.run_path(str(path), init_globals={"np": np})
+        if path.suffix == ".ipynb":
+            namespace = _run_exercise_cells(path)
+        else:
+            namespace = runpy.run_path(str(path), init_globals={"np": np})
         for name in LAYER_PIECES:
             if name in PAIRS and all(callable(namespace.get(n)) for n in PAIRS[name]):
                 found[name] = tuple(namespace[n] for n in PAIRS[name])
             elif callable(namespace.get(name)):
                 found[name] = namespace[name]
     return found
+
+
+def _run_exercise_cells(path: Path) -> dict[str, Any]:
+    """Run the code cells of a notebook that start with ``# exercise: NAME``, in order."""
+    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+        raise ValueError(f"my_tier: {path} is larger than {MAX_NOTEBOOK_BYTES >> 20} MB")
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        sources = [
+            "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in cells
+            if c["cell_type"] == "code"
+        ]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"my_tier: {path} is not a notebook ({error})") from None
+    namespace: dict[str, Any] = {"np": np}
+    for source in sources:
+        if not source.startswith(EXERCISE_MARK):
+            continue
+        name = source[len(EXERCISE_MARK) :].split("\n", 1)[0].strip()
+        try:
+            exec(compile(source, f"{path}, exercise {name}", "exec"), namespace)
+        except Exception as error:  # the learner's own cell: say which and why, in one line
+            raise ValueError(
+                f"my_tier: {path}, the cell of exercise {name} does not run on its own "
+                f"({type(error).__name__}: {error})"
+            ) from None
+    return namespace
 
 
 def build_backend(pieces: Mapping[str, Any]) -> backends.Backend:
@@ -123,27 +166,59 @@ def build_backend(pieces: Mapping[str, Any]) -> backends.Backend:
     return dataclasses.replace(readable, name="mine", **ops)
 
 
-@contextlib.contextmanager
-def my_tier(
-    solutions: Mapping[str, Any] | str | Path | Sequence[str | Path],
-) -> Iterator[backends.Backend]:
-    """Inside the block every layer runs your pieces (a dict, or solutions files) where
-    they apply and the readable ops elsewhere; a piece that fails its check is refused."""
-    from nnscratch import exercises
+class MyTier:
+    """Your checked pieces as a backend (``with tier:`` runs the layers on it), with what is
+    yours (``yours``: name -> where it came from), what is not (``missing``) and each op's
+    ``times`` inside the ``with`` blocks (calls, own seconds: :mod:`nnscratch.functional.timed`)."""
 
-    if isinstance(solutions, (str, Path)):
-        solutions = [solutions]
-    pieces = solutions if isinstance(solutions, Mapping) else load_solutions(*solutions)
-    for name, piece in pieces.items():
-        if name not in LAYER_PIECES:
-            continue  # build_backend names it
-        result = exercises.check(name, piece)
-        if not result.passed:
-            first_line = result.message.splitlines()[0]
-            raise PieceRefused(f"my_tier: your {name} does not pass its check: {first_line}")
-    mine = build_backend(pieces)
-    with backends.using(mine):
-        yield mine
+    def __init__(self, solutions: Mapping[str, Any] | str | Path | Sequence[str | Path]):
+        from nnscratch import exercises
+
+        if isinstance(solutions, (str, Path)):
+            solutions = [solutions]
+        if isinstance(solutions, Mapping):
+            found = {name: (piece, "given") for name, piece in solutions.items()}
+        else:
+            found = {}
+            for path in solutions:
+                found.update({n: (p, Path(path).name) for n, p in load_solutions(path).items()})
+        written = {}
+        for name, (piece, where) in found.items():
+            if name in LAYER_PIECES:  # build_backend names any other
+                result = exercises.check(name, piece)
+                if result.message == f"{name}: {NOT_IMPLEMENTED}":
+                    continue  # a stub: not yours yet
+                if not result.passed:
+                    first_line = result.message.splitlines()[0]
+                    raise PieceRefused(
+                        f"my_tier: your {name} does not pass its check: {first_line}"
+                    )
+            written[name] = (piece, where)
+        self.backend, self.times = timed(build_backend({n: p for n, (p, _) in written.items()}))
+        self.yours = {name: where for name, (_, where) in written.items()}
+        self.missing = tuple(name for name in LAYER_PIECES if name not in written)
+        self._switches: list = []
+
+    def __enter__(self) -> MyTier:
+        switch = backends.using(self.backend)
+        switch.__enter__()
+        self._switches.append(switch)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._switches.pop().__exit__(*exc)
+
+    def __str__(self) -> str:
+        lines = [f"  {name:<26} yours ({where})" for name, where in self.yours.items()]
+        lines += [f"  {name:<26} not written yet: the library's runs" for name in self.missing]
+        return "\n".join(["the pieces of my_tier:", *lines])
+
+
+def my_tier(solutions: Mapping[str, Any] | str | Path | Sequence[str | Path]) -> MyTier:
+    """Your pieces (a dict, solutions files or notebooks), checked: ``with my_tier(...):``
+    every layer runs them where they apply and the readable ops elsewhere; a piece that
+    fails its check is refused (:class:`PieceRefused`), a stub is left out."""
+    return MyTier(solutions)
 
 
 # --------------------------------------------------------------- adapters, one per layer
