@@ -236,3 +236,6 @@ def test_the_tier_times_each_op_without_the_ops_it_calls(batch):
     # 19 convolutions (zero-padding shortcuts); the sums' own time is far less than the
     # convolutions in the branches they call
     assert 0 < times["residual_backward"].seconds < times["conv2d_backward"].seconds
+    assert tier.whose("residual_backward") == "yours" and tier.whose("conv2d_forward") == "library"
+    relu = exercises.my_tier({"relu_backward": exercises.reference("relu_backward")})
+    assert relu.whose("residual_backward") == "yours"  # the library's `+` calls your ReLU

@@ -47,27 +47,27 @@ from nnscratch.functional.conv import col2im as readable_col2im
 from nnscratch.functional.conv import im2col as readable_im2col
 from nnscratch.functional.timed import timed
 
-LAYER_PIECES = (
-    "linear",
-    "relu_backward",
-    "im2col",
-    "col2im",
-    "conv2d_forward",
-    "conv2d_backward",
-    "max_pool_backward",
-    "global_avg_pool_backward",
-    "batch_norm_forward",
-    "batch_norm_backward",
-    "cross_entropy",
-    "residual_backward",
-)
+# The ops of the backend each piece takes part in.
+PIECE_OPS = {
+    "linear": ("linear_forward", "linear_backward"),
+    "relu_backward": ("relu_backward", "residual_backward"),  # the ReLU after a block's `+`
+    "im2col": ("conv2d_forward", "conv2d_backward"),
+    "col2im": ("conv2d_backward",),
+    "conv2d_forward": ("conv2d_forward",),
+    "conv2d_backward": ("conv2d_backward",),
+    "max_pool_backward": ("max_pool2d_backward",),
+    "global_avg_pool_backward": ("global_avg_pool2d_backward",),
+    "batch_norm_forward": ("batch_norm2d_forward",),
+    "batch_norm_backward": ("batch_norm2d_backward",),
+    "cross_entropy": ("cross_entropy_forward", "cross_entropy_backward"),
+    "residual_backward": ("residual_backward",),
+}
+LAYER_PIECES = tuple(PIECE_OPS)
 # A piece written as two functions is found in a solutions file under these names.
 PAIRS = {
     "linear": ("linear_forward", "linear_backward"),
     "cross_entropy": ("cross_entropy_forward", "cross_entropy_backward"),
 }
-
-
 EXERCISE_MARK = "# exercise: "
 MAX_NOTEBOOK_BYTES = 64 << 20
 
@@ -198,6 +198,11 @@ class MyTier:
         self.yours = {name: where for name, (_, where) in written.items()}
         self.missing = tuple(name for name in LAYER_PIECES if name not in written)
         self._switches: list = []
+
+    def whose(self, op: str) -> str:
+        """Whose code backend op ``op`` runs: ``"yours"`` if a piece of yours takes part in
+        it (where its signature applies), else ``"library"``."""
+        return "yours" if any(op in PIECE_OPS[name] for name in self.yours) else "library"
 
     def __enter__(self) -> MyTier:
         switch = backends.using(self.backend)
