@@ -28,9 +28,9 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps)
 
 def batch_norm_backward(dy, x, gamma, eps) -> tuple:
     """(dx, dgamma, dbeta) in training mode, the statistics recomputed from x."""
-    C = x.shape[1]
+    zeros = np.zeros_like(gamma)
     _, cache = batch_norm2d_forward(
-        x, gamma, np.zeros(C), np.zeros(C), np.ones(C), training=True, eps=eps
+        x, gamma, zeros, zeros.copy(), np.ones_like(gamma), training=True, eps=eps
     )
     return batch_norm2d_backward(dy, cache)
 

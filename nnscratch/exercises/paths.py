@@ -15,23 +15,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nnscratch.exercises.checking import Case, Exercise, Mistake, Output, call
+from nnscratch.exercises.checking import Case, Exercise, Mistake, Output, as_floats
 
 
 # ----------------------------------------------------------------------- path_length_counts
 def path_length_counts(n: int) -> np.ndarray:
     """counts[k] = C(n, k), the number of paths of length k, for k = 0..n (n + 1 entries)."""
     return np.array([math.comb(n, k) for k in range(n + 1)], dtype=np.float64)
-
-
-def _as_floats(fn: Callable, args) -> object:
-    """Run ``fn``; a list, tuple or integer array of counts is read as float64 numbers."""
-    result = call(fn, args)
-    if isinstance(result, (list, tuple)) or (
-        isinstance(result, np.ndarray) and result.dtype.kind in "iuf"
-    ):
-        return np.asarray(result, dtype=np.float64)
-    return result
 
 
 def _count_cases() -> list[Case]:
@@ -61,7 +51,7 @@ for k = 0, 1, ..., n. They add up to 2^n. Python's math.comb may help.
     outputs=(Output("counts"),),
     reference=path_length_counts,
     cases=_count_cases,
-    run=_as_floats,
+    run=as_floats,
     mistakes=(
         Mistake(
             "2^k counts the ways k blocks can each pick a side; a path of length k is a choice "
