@@ -170,12 +170,12 @@ def test_linear():
     rejected(
         "linear", linear_pair("no bias"), "y is wrong", "forgot the bias", "dx, dw, db are right"
     )
-    rejected("linear", linear_pair("w.T"), "raised ValueError: matmul", "Hint: dx = dy @ w")
+    rejected("linear", linear_pair("w.T"), "raised ValueError: matmul", "check w's layout")
     rejected(
         "linear",
         linear_pair("x.T @ dy"),
         "dw has shape (3, 2) but w has shape (2, 3) (transposed?)",
-        "Hint: dw = dy.T @ x",
+        "Hint: dw has w's layout",
     )
     rejected("linear", linear_pair("mean"), "db is wrong in 2 of 3 cases", "not the mean")
     rejected(
@@ -311,6 +311,17 @@ def learner_conv2d_forward(x, w, b, stride, padding, mistake=None):
     return y + b[:, None, None] * (2 if mistake == "bias twice" else 1)
 
 
+def learner_conv2d_forward_by_im2col(x, w, b, stride, padding, mistake=None):
+    """im2col and one product; the product Y (C_out, N*H_out*W_out) back to NCHW."""
+    N, _, H, W = x.shape
+    C_out, _, KH, KW = w.shape
+    H_out, W_out = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    Y = w.reshape(C_out, -1) @ learner_im2col(x, KH, KW, stride, padding) + b[:, None]
+    if mistake == "no transpose":
+        return Y.reshape(N, C_out, H_out, W_out)
+    return Y.reshape(C_out, N, H_out, W_out).transpose(1, 0, 2, 3)
+
+
 def test_conv2d_forward():
     check_learner(
         "conv2d_forward",
@@ -319,6 +330,21 @@ def test_conv2d_forward():
         "bias twice",
         "y is wrong in 4 of 4 cases",
     )
+    accepted("conv2d_forward", learner_conv2d_forward_by_im2col)
+    rejected(
+        "conv2d_forward",
+        functools.partial(learner_conv2d_forward_by_im2col, mistake="no transpose"),
+        "y is wrong in 3 of 4 cases",
+        "images and channels are mixed up",
+    )
+
+    def bias_after_reshape(x, w, b, stride, padding):
+        y = learner_conv2d_forward_by_im2col(
+            x, w, np.zeros_like(b), stride, padding, "no transpose"
+        )
+        return y + b[:, None, None]
+
+    rejected("conv2d_forward", bias_after_reshape, "images and channels are mixed up")
 
 
 def learner_conv2d_backward(dy, x, w, stride, padding, mistake=None):
@@ -335,6 +361,8 @@ def learner_conv2d_backward(dy, x, w, stride, padding, mistake=None):
     H, W = x.shape[2:]
     dx = dx_pad[:, :, padding : padding + H, padding : padding + W]
     db = np.zeros(C_out) if mistake == "no db" else dy.sum(axis=(0, 2, 3))
+    if mistake == "db mean":
+        db = dy.mean(axis=(0, 2, 3))
     if mistake == "dw mean":
         dw /= len(x)
     return (dx * 0.5 if mistake == "generic" else dx), dw, db
@@ -348,11 +376,43 @@ def test_conv2d_backward():
             "flipped dx": "dx used the flipped kernel",
             "no db": "bias gradient is missing",
             "dw mean": "dw sums over the batch",
+            "db mean": "db sums dy over the batch and every position",
         },
         "generic",
         "dx is wrong in 4 of 4 cases",
         "dw, db are right",
     )
+
+
+def learner_conv2d_backward_by_im2col(dy, x, w, stride, padding, mistake=None):
+    """dY @ cols.T and col2im(W2.T @ dY), dY with a row per output channel."""
+    C_out, _, KH, KW = w.shape
+    if mistake == "no transpose":
+        dY = dy.reshape(C_out, -1)
+    else:
+        dY = dy.transpose(1, 0, 2, 3).reshape(C_out, -1)
+    dw = (dY @ learner_im2col(x, KH, KW, stride, padding).T).reshape(w.shape)
+    dx = learner_col2im(w.reshape(C_out, -1).T @ dY, x.shape, KH, KW, stride, padding)
+    return dx, dw, dY.sum(axis=1)
+
+
+def test_conv2d_backward_by_im2col():
+    accepted("conv2d_backward", learner_conv2d_backward_by_im2col)
+    untransposed = functools.partial(learner_conv2d_backward_by_im2col, mistake="no transpose")
+    message = rejected(
+        "conv2d_backward",
+        untransposed,
+        "dx is wrong in 3 of 4 cases",
+        "dw is wrong in 3 of 4 cases",
+        "db is wrong in 3 of 4 cases",
+    )
+    assert message.count("Hint: images and channels are mixed up") == 1  # one hint for all
+
+    def db_from_dy(dy, x, w, stride, padding):
+        dx, dw, _ = untransposed(dy, x, w, stride, padding)
+        return dx, dw, dy.sum(axis=(0, 2, 3))
+
+    rejected("conv2d_backward", db_from_dy, "images and channels are mixed up", "db is right")
 
 
 # ----------------------------------------------------------------------- pooling
@@ -367,6 +427,10 @@ def learner_max_pool_backward(dy, x, kernel_size, stride, mistake=None):
             continue
         if mistake == "average":
             target += dy[n, c, p, q] / k**2
+            continue
+        if mistake == "split ties":
+            winners = window == window.max()
+            target += winners * dy[n, c, p, q] / winners.sum()
             continue
         flat = window.reshape(-1)
         i = flat.size - 1 - np.argmax(flat[::-1]) if mistake == "last" else np.argmax(flat)
@@ -385,6 +449,7 @@ def test_max_pool_backward():
             "all ties": "not every element equal to the maximum",
             "last": "not the last",
             "overwrite": "receives both gradients",
+            "split ties": "it is not shared among the tied elements",
         },
         "average",
         "dx is wrong in 4 of 4 cases",
@@ -467,7 +532,7 @@ def test_batch_norm_backward():
         {
             "constants": "treated mean and var as constants",
             "no mean term": "path through the mean",
-            "dgamma x": "not sum(dy * x)",
+            "dgamma x": "not with x",
         },
         "sign",
         "dx is wrong in 4 of 4 cases",
@@ -858,7 +923,7 @@ def test_unrolled_gradient():
         {
             "top for all": "each branch receives the gradient at its own output",
             "bottom up": "backward starts at the top",
-            "plain": "that is a plain net",
+            "plain": "as in a plain net",
             "no top": "d_top itself is a term",
         },
         "halved",

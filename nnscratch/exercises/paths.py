@@ -55,8 +55,8 @@ for k = 0, 1, ..., n. They add up to 2^n. Python's math.comb may help.
     mistakes=(
         Mistake(
             "2^k counts the ways k blocks can each pick a side; a path of length k is a choice "
-            "of *which* k of the n blocks take the branch (the other n - k take the shortcut): "
-            "C(n, k) = n! / (k! (n - k)!)",
+            "of *which* k of the n blocks take the branch (the other n - k take the "
+            "shortcut)",
             lambda n: [2**k for k in range(n + 1)],
         ),
         Mistake(
@@ -65,8 +65,7 @@ for k = 0, 1, ..., n. They add up to 2^n. Python's math.comb may help.
             lambda n: [math.comb(n, k) for k in range(n)],
         ),
         Mistake(
-            "those are the counts of n + 1 blocks: the paths of n blocks have lengths "
-            "0..n, and C(n, k) of them have length k",
+            "those are the counts of n + 1 blocks: the paths of n blocks have lengths 0..n",
             lambda n: [math.comb(n + 1, k) for k in range(n + 2)],
         ),
         Mistake(
@@ -76,7 +75,7 @@ for k = 0, 1, ..., n. They add up to 2^n. Python's math.comb may help.
         ),
         Mistake(
             "n! / (n - k)! counts ordered choices; a path is a *set* of k blocks (their order "
-            "is the net's), so divide by k!: C(n, k)",
+            "is the net's)",
             lambda n: [math.perm(n, k) for k in range(n + 1)],
         ),
     ),
