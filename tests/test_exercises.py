@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from nnscratch import exercises
+from nnscratch.exercises import checking
 from nnscratch.exercises.checking import Exercise
 from nnscratch.functional.activation import relu_backward, relu_forward
 from nnscratch.functional.conv import conv2d_backward, conv2d_forward
@@ -125,6 +127,9 @@ def test_wrong_shapes_types_and_dtypes_are_refused_in_one_sentence():
     )
     rejected(
         "relu_backward", lambda dy, x: dy.tolist(), "dx should be a numpy array, but it is a list"
+    )
+    rejected(
+        "relu_backward", lambda dy, x: (x > 0).astype(int), "dx has dtype int64 but x has dtype"
     )
     rejected(
         "he_std",
@@ -475,9 +480,11 @@ def test_global_avg_pool_backward():
 # ----------------------------------------------------------------------- batch norm
 def learner_bn_forward(x, gamma, beta, running_mean, running_var, momentum, eps, mistake=None):
     axes = (0, 2, 3)
-    M = x.size // x.shape[1]
+    M = len(x) if mistake == "M = N" else x.size // x.shape[1]
     mean, var = x.mean(axis=axes), ((x - x.mean(axis=axes, keepdims=True)) ** 2).mean(axis=axes)
     std = np.sqrt(var) + eps if mistake == "eps outside" else np.sqrt(var + eps)
+    if mistake == "no eps":
+        std = np.sqrt(var)
     xhat = (x - mean[:, None, None]) / std[:, None, None]
     scale, shift = (beta, gamma) if mistake == "swapped" else (gamma, beta)
     y = scale[:, None, None] * xhat + shift[:, None, None]
@@ -497,6 +504,8 @@ def test_batch_norm_forward():
             "reversed momentum": "momentum is the weight of the new batch",
             "eps outside": "eps goes inside the square root",
             "in place": "writes into one of its inputs",
+            "no eps": "eps is missing",
+            "M = N": "not the N samples alone",
         },
         "swapped",
         "y is wrong",
@@ -504,11 +513,28 @@ def test_batch_norm_forward():
     )
 
 
+def test_a_small_error_is_printed_with_the_digits_that_show_it():
+    message = rejected(
+        "batch_norm_forward", functools.partial(learner_bn_forward, mistake="no eps"), "Hint:"
+    )
+    line = message.splitlines()[0]
+    assert "y is wrong in 4 of 4 cases" in line and "relative" in line, line
+    values = re.search(r"expected (\S+), received (\S+) \(differs by (\S+), relative (\S+)\)", line)
+    want, got, gap, relative = map(float, values.groups())
+    assert want != got and abs(want - got) == pytest.approx(gap, rel=0.05)
+    assert 1e-7 < relative < 1e-3 and abs(want - got) / abs(want) == pytest.approx(
+        relative, rel=0.05
+    )
+    far = rejected("relu_backward", lambda dy, x: 2 * dy * (x > 0), GENERIC)
+    assert "differs by" not in far  # a large error keeps the short form
+
+
 def learner_bn_backward(dy, x, gamma, eps, mistake=None):
     """Staged through the graph: xc = x - mean, var, inv_std, xhat, y, in reverse."""
     axes, M = (0, 2, 3), x.size // x.shape[1]
     xc = x - x.mean(axis=axes, keepdims=True)
     var = (xc**2).mean(axis=axes, keepdims=True)
+    eps = 0.0 if mistake == "no eps" else eps
     inv_std = 1 / np.sqrt(var + eps)
     xhat = xc * inv_std
     dbeta = dy.sum(axis=axes)
@@ -516,8 +542,10 @@ def learner_bn_backward(dy, x, gamma, eps, mistake=None):
     dxhat = dy * gamma[:, None, None]
     dinv_std = (dxhat * xc).sum(axis=axes, keepdims=True)
     dvar = dinv_std * -0.5 * (var + eps) ** -1.5 * (-1 if mistake == "sign" else 1)
+    if mistake == "M = N":  # as for a (N, D) input
+        M = len(x)
     dxc = dxhat * inv_std + dvar * 2 * xc / M
-    dx = dxc - dxc.mean(axis=axes, keepdims=True)
+    dx = dxc - dxc.sum(axis=axes, keepdims=True) / M
     if mistake == "constants":
         dx = dxhat * inv_std
     if mistake == "no mean term":
@@ -533,6 +561,8 @@ def test_batch_norm_backward():
             "constants": "treated mean and var as constants",
             "no mean term": "path through the mean",
             "dgamma x": "not with x",
+            "M = N": "not over the N samples alone",
+            "no eps": "eps is missing",
         },
         "sign",
         "dx is wrong in 4 of 4 cases",
@@ -595,6 +625,14 @@ def test_residual_backward():
     )
     rejected(
         "residual_backward", lambda dy, out, main, short: main(dy) + short(dy), "has a backward too"
+    )
+    at_or_above_zero = lambda dy, out: dy * (out >= 0)  # noqa: E731
+    rejected(
+        "residual_backward",
+        lambda dy, out, main, short: (
+            main(at_or_above_zero(dy, out)) + short(at_or_above_zero(dy, out))
+        ),
+        "out >= 0 holds everywhere",
     )
     rejected(
         "residual_backward",
@@ -685,6 +723,10 @@ def test_one_layer_gain_by_simulation():
 
 def test_questions():
     accepted("one_layer_gain", 0.1667)
+    accepted("one_layer_gain", np.array(1 / 6))  # a 0-d array, as np.mean gives
+    accepted("one_layer_gain", np.float32(1 / 6))
+    rejected("one_layer_gain", np.array([1 / 6]), "check expects a number, but got an array")
+    rejected("one_layer_gain", True, "check expects a number, but got a bool")
     rejected(
         "one_layer_gain", math.sqrt(1 / 6), "0.408248 is not the answer", "the factor on the norm"
     )
@@ -854,6 +896,18 @@ def test_autocorrelation():
         "circular",
         "r is wrong in",
     )
+
+    def by_loops(s, shift=0):
+        """A list, one lag at a time; ``shift=1`` slices one lag too far."""
+        c = s - np.mean(s)
+        P = len(c)
+        lags = [sum(c[t] * c[t + k + shift] for t in range(P - k - shift)) for k in range(P)]
+        return [lag / sum(c * c) for lag in lags]
+
+    accepted("autocorrelation", by_loops)
+    rejected("autocorrelation", functools.partial(by_loops, shift=1), "r is shifted by one lag")
+    reference = exercises.reference("autocorrelation")
+    np.testing.assert_allclose(reference([1.0, 3.0, 2.0]), reference(np.array([1.0, 3.0, 2.0])))
     for case in _exercise("autocorrelation").cases():
         s = case.args["s"]
         np.testing.assert_allclose(exercises.reference("autocorrelation")(s), library(s))
@@ -893,6 +947,13 @@ def test_preact_residual_backward():
         "preact_residual_backward",
         lambda dy, out, pre, branch, short, shared: branch(dy) + short(dy),
         "must go back through pre_backward too",
+    )
+    rejected(
+        "preact_residual_backward",
+        lambda dy, out, pre, branch, short, shared: learner_preact_backward(
+            dy * (out >= 0), out, pre, branch, short, shared
+        ),
+        "has no ReLU after the `+`",
     )
 
     def masking_in_place(dy, out, pre, branch, short, shared):
@@ -934,3 +995,77 @@ def test_unrolled_gradient():
         "unrolled_gradient", functools.partial(learner_unrolled, mistake="bottom up")
     )
     assert "in 3 of 4 cases" in message
+
+
+# ----------------------------------------------------------------------- float32
+def test_the_array_exercises_are_checked_again_in_float32():
+    twinned = {n for n in exercises.names() if checking._twins(_exercise(n))}
+    assert twinned == set(exercises.names()) - {
+        "residual_backward",  # their arguments hold functions, whose arrays stay float64
+        "preact_residual_backward",
+        "unrolled_gradient",
+        "routed_gradient",
+        "he_std",  # no arrays among the arguments
+        "path_length_counts",
+        "one_layer_gain",
+        "basic_block_params",
+    }
+    for name in twinned:
+        assert "again in float32" in exercises.check(name, exercises.reference(name)).message
+    seen = set()
+
+    def relu_backward(dy, x):
+        seen.add((dy.dtype, x.dtype))
+        return dy * (x > 0)
+
+    accepted("relu_backward", relu_backward)
+    assert seen == {(np.dtype(np.float64),) * 2, (np.dtype(np.float32),) * 2}
+
+
+@pytest.mark.parametrize(
+    "name, learner, float32_out",
+    [
+        ("conv2d_forward", learner_conv2d_forward, False),  # np.zeros: float64 results
+        ("conv2d_forward", learner_conv2d_forward_by_im2col, True),
+        ("conv2d_backward", learner_conv2d_backward_by_im2col, False),
+        ("batch_norm_forward", learner_bn_forward, True),
+        ("batch_norm_backward", learner_bn_backward, True),
+        ("max_pool_backward", learner_max_pool_backward, True),
+        ("autocorrelation", learner_autocorrelation, True),
+        ("pca_2d", learner_pca_2d, True),
+        ("sgd_momentum_step", learner_sgd, False),  # the runner refuses a float64 p
+    ],
+)
+def test_a_float32_computation_passes_where_the_float64_one_does(name, learner, float32_out):
+    accepted(name, learner)
+    args = checking._twins(_exercise(name))[0].case.args
+    if float32_out:
+        outputs = learner(*args.values())
+        dtypes = {o.dtype for o in (outputs if isinstance(outputs, tuple) else (outputs,))}
+        assert dtypes <= {np.dtype(np.float32)}
+
+
+def test_a_float32_failure_is_reported_in_float32():
+    def off_in_float32(dy, x):
+        dx = dy * (x > 0)
+        return dx if x.dtype == np.float64 else dx * np.float32(1.0002)
+
+    rejected(
+        "relu_backward",
+        off_in_float32,
+        "dx is wrong in 3 of 3 cases; first in case: a (2, 3, 4, 5) input away from 0, in float32",
+        "relative 0.0002)",
+        "Hint: the float64 cases pass",
+    )
+    rejected(
+        "relu_backward",
+        lambda dy, x: (dy * (x > 0)).astype(np.float16 if x.dtype == np.float32 else x.dtype),
+        "dx has dtype float16 but x has dtype float32, in case: a (2, 3, 4, 5) input away "
+        "from 0, in float32",
+    )
+
+    def float64_only(dy, x, gamma, eps):
+        assert x.dtype == np.float64
+        return learner_bn_backward(dy, x, gamma, eps)
+
+    rejected("batch_norm_backward", float64_only, "raised AssertionError", "in float32.")
