@@ -215,7 +215,8 @@ def conform(
         against = (
             f"but {like} has dtype {dtypes[0]}" if like else f"but should have dtype {dtypes[0]}"
         )
-        raise Refusal(f"{name} has dtype {value.dtype} {against}")
+        keep = " (compute in the input's dtype)" if like and value.dtype.kind == "f" else ""
+        raise Refusal(f"{name} has dtype {value.dtype} {against}{keep}")
     return value
 
 
