@@ -167,8 +167,8 @@ arrays; do not modify the inputs.
             _forward_with(_inv_std, lambda x: x.var(axis=_PER_CHANNEL)),
         ),
         Mistake(
-            "momentum is the weight of the new batch, as in PyTorch: (1 - momentum) * running "
-            "+ momentum * batch, not momentum * running + (1 - momentum) * batch",
+            "momentum is the weight of the new batch, as in PyTorch; yours gave it to the "
+            "running statistic",
             _forward_with(_inv_std, _unbiased_var, lambda momentum: 1 - momentum),
         ),
         Mistake(

@@ -214,8 +214,7 @@ dx has the input's shape (a block whose shortcut changes the width changes the s
     mistakes=(
         Mistake(
             "backward visits the blocks from the last to the first: start from dy at the "
-            "output and apply the last block's chosen side first (reversed(backwards), "
-            "reversed(path))",
+            "output and apply the last block's chosen side first",
             _in_forward_order,
         ),
         Mistake(
@@ -230,7 +229,7 @@ dx has the input's shape (a block whose shortcut changes the width changes the s
         ),
         Mistake(
             "a shortcut is not a free pass: its backward goes through the block's ReLU (and "
-            "a projection where the width changes), so call shortcut_backward(d)",
+            "a projection where the width changes)",
             _shortcut_passes_d,
         ),
     ),
