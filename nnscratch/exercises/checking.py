@@ -10,8 +10,10 @@ For each case the submission's outputs are
 
 A submission that passes is run again on each case's float32 twin (its float64 arrays
 rounded to float32, for a case whose arguments hold no functions) and compared, with
-float32's tolerance, to the reference computed on the rounded values in float64; a float32
-or float64 result is accepted there, since the library keeps float32 for training.
+float32's tolerance, to the reference computed on the rounded values in float64 (training
+runs in float32). A float32 or float64 result is accepted there; in the float64 cases a
+result keeps the input's dtype. A wrong value close to the expected one is printed with the
+digits that show the difference, and the difference.
 
 When an output is wrong, the exercise's catalogue of known mistakes is run on the same
 cases; a mistake whose value of that output equals the learner's on *every* case (or that
@@ -412,7 +414,9 @@ def _mistake_attempts(exercise: Exercise) -> tuple[tuple[tuple | BaseException, 
 
 
 # ----------------------------------------------------------------------- comparing
-def _close(got: np.ndarray, want: np.ndarray, exercise: Exercise, float32=False) -> np.ndarray:
+def _close(
+    got: np.ndarray, want: np.ndarray, exercise: Exercise, float32: bool = False
+) -> np.ndarray:
     rtol, atol = exercise.rtol, exercise.atol
     if float32:  # rounding grows with the output's size: the tolerance is scaled by it
         rtol, atol = max(rtol, RTOL32), ATOL32 * np.abs(want).max(initial=1.0)
