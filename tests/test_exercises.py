@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from nnscratch import exercises
+from nnscratch.exercises import checking
 from nnscratch.exercises.checking import Exercise
 from nnscratch.functional.activation import relu_backward, relu_forward
 from nnscratch.functional.conv import conv2d_backward, conv2d_forward
@@ -127,6 +129,9 @@ def test_wrong_shapes_types_and_dtypes_are_refused_in_one_sentence():
         "relu_backward", lambda dy, x: dy.tolist(), "dx should be a numpy array, but it is a list"
     )
     rejected(
+        "relu_backward", lambda dy, x: (x > 0).astype(int), "dx has dtype int64 but x has dtype"
+    )
+    rejected(
         "he_std",
         lambda shape, mode: np.ones(2),
         "std should be a single number, but it has shape (2,)",
@@ -170,12 +175,12 @@ def test_linear():
     rejected(
         "linear", linear_pair("no bias"), "y is wrong", "forgot the bias", "dx, dw, db are right"
     )
-    rejected("linear", linear_pair("w.T"), "raised ValueError: matmul", "Hint: dx = dy @ w")
+    rejected("linear", linear_pair("w.T"), "raised ValueError: matmul", "check w's layout")
     rejected(
         "linear",
         linear_pair("x.T @ dy"),
         "dw has shape (3, 2) but w has shape (2, 3) (transposed?)",
-        "Hint: dw = dy.T @ x",
+        "Hint: dw has w's layout",
     )
     rejected("linear", linear_pair("mean"), "db is wrong in 2 of 3 cases", "not the mean")
     rejected(
@@ -311,6 +316,17 @@ def learner_conv2d_forward(x, w, b, stride, padding, mistake=None):
     return y + b[:, None, None] * (2 if mistake == "bias twice" else 1)
 
 
+def learner_conv2d_forward_by_im2col(x, w, b, stride, padding, mistake=None):
+    """im2col and one product; the product Y (C_out, N*H_out*W_out) back to NCHW."""
+    N, _, H, W = x.shape
+    C_out, _, KH, KW = w.shape
+    H_out, W_out = (H + 2 * padding - KH) // stride + 1, (W + 2 * padding - KW) // stride + 1
+    Y = w.reshape(C_out, -1) @ learner_im2col(x, KH, KW, stride, padding) + b[:, None]
+    if mistake == "no transpose":
+        return Y.reshape(N, C_out, H_out, W_out)
+    return Y.reshape(C_out, N, H_out, W_out).transpose(1, 0, 2, 3)
+
+
 def test_conv2d_forward():
     check_learner(
         "conv2d_forward",
@@ -319,6 +335,21 @@ def test_conv2d_forward():
         "bias twice",
         "y is wrong in 4 of 4 cases",
     )
+    accepted("conv2d_forward", learner_conv2d_forward_by_im2col)
+    rejected(
+        "conv2d_forward",
+        functools.partial(learner_conv2d_forward_by_im2col, mistake="no transpose"),
+        "y is wrong in 3 of 4 cases",
+        "images and channels are mixed up",
+    )
+
+    def bias_after_reshape(x, w, b, stride, padding):
+        y = learner_conv2d_forward_by_im2col(
+            x, w, np.zeros_like(b), stride, padding, "no transpose"
+        )
+        return y + b[:, None, None]
+
+    rejected("conv2d_forward", bias_after_reshape, "images and channels are mixed up")
 
 
 def learner_conv2d_backward(dy, x, w, stride, padding, mistake=None):
@@ -335,6 +366,8 @@ def learner_conv2d_backward(dy, x, w, stride, padding, mistake=None):
     H, W = x.shape[2:]
     dx = dx_pad[:, :, padding : padding + H, padding : padding + W]
     db = np.zeros(C_out) if mistake == "no db" else dy.sum(axis=(0, 2, 3))
+    if mistake == "db mean":
+        db = dy.mean(axis=(0, 2, 3))
     if mistake == "dw mean":
         dw /= len(x)
     return (dx * 0.5 if mistake == "generic" else dx), dw, db
@@ -348,11 +381,43 @@ def test_conv2d_backward():
             "flipped dx": "dx used the flipped kernel",
             "no db": "bias gradient is missing",
             "dw mean": "dw sums over the batch",
+            "db mean": "db sums dy over the batch and every position",
         },
         "generic",
         "dx is wrong in 4 of 4 cases",
         "dw, db are right",
     )
+
+
+def learner_conv2d_backward_by_im2col(dy, x, w, stride, padding, mistake=None):
+    """dY @ cols.T and col2im(W2.T @ dY), dY with a row per output channel."""
+    C_out, _, KH, KW = w.shape
+    if mistake == "no transpose":
+        dY = dy.reshape(C_out, -1)
+    else:
+        dY = dy.transpose(1, 0, 2, 3).reshape(C_out, -1)
+    dw = (dY @ learner_im2col(x, KH, KW, stride, padding).T).reshape(w.shape)
+    dx = learner_col2im(w.reshape(C_out, -1).T @ dY, x.shape, KH, KW, stride, padding)
+    return dx, dw, dY.sum(axis=1)
+
+
+def test_conv2d_backward_by_im2col():
+    accepted("conv2d_backward", learner_conv2d_backward_by_im2col)
+    untransposed = functools.partial(learner_conv2d_backward_by_im2col, mistake="no transpose")
+    message = rejected(
+        "conv2d_backward",
+        untransposed,
+        "dx is wrong in 3 of 4 cases",
+        "dw is wrong in 3 of 4 cases",
+        "db is wrong in 3 of 4 cases",
+    )
+    assert message.count("Hint: images and channels are mixed up") == 1  # one hint for all
+
+    def db_from_dy(dy, x, w, stride, padding):
+        dx, dw, _ = untransposed(dy, x, w, stride, padding)
+        return dx, dw, dy.sum(axis=(0, 2, 3))
+
+    rejected("conv2d_backward", db_from_dy, "images and channels are mixed up", "db is right")
 
 
 # ----------------------------------------------------------------------- pooling
@@ -367,6 +432,10 @@ def learner_max_pool_backward(dy, x, kernel_size, stride, mistake=None):
             continue
         if mistake == "average":
             target += dy[n, c, p, q] / k**2
+            continue
+        if mistake == "split ties":
+            winners = window == window.max()
+            target += winners * dy[n, c, p, q] / winners.sum()
             continue
         flat = window.reshape(-1)
         i = flat.size - 1 - np.argmax(flat[::-1]) if mistake == "last" else np.argmax(flat)
@@ -385,6 +454,7 @@ def test_max_pool_backward():
             "all ties": "not every element equal to the maximum",
             "last": "not the last",
             "overwrite": "receives both gradients",
+            "split ties": "it is not shared among the tied elements",
         },
         "average",
         "dx is wrong in 4 of 4 cases",
@@ -410,9 +480,11 @@ def test_global_avg_pool_backward():
 # ----------------------------------------------------------------------- batch norm
 def learner_bn_forward(x, gamma, beta, running_mean, running_var, momentum, eps, mistake=None):
     axes = (0, 2, 3)
-    M = x.size // x.shape[1]
+    M = len(x) if mistake == "M = N" else x.size // x.shape[1]
     mean, var = x.mean(axis=axes), ((x - x.mean(axis=axes, keepdims=True)) ** 2).mean(axis=axes)
     std = np.sqrt(var) + eps if mistake == "eps outside" else np.sqrt(var + eps)
+    if mistake == "no eps":
+        std = np.sqrt(var)
     xhat = (x - mean[:, None, None]) / std[:, None, None]
     scale, shift = (beta, gamma) if mistake == "swapped" else (gamma, beta)
     y = scale[:, None, None] * xhat + shift[:, None, None]
@@ -432,6 +504,8 @@ def test_batch_norm_forward():
             "reversed momentum": "momentum is the weight of the new batch",
             "eps outside": "eps goes inside the square root",
             "in place": "writes into one of its inputs",
+            "no eps": "eps is missing",
+            "M = N": "not the N samples alone",
         },
         "swapped",
         "y is wrong",
@@ -439,11 +513,28 @@ def test_batch_norm_forward():
     )
 
 
+def test_a_small_error_is_printed_with_the_digits_that_show_it():
+    message = rejected(
+        "batch_norm_forward", functools.partial(learner_bn_forward, mistake="no eps"), "Hint:"
+    )
+    line = message.splitlines()[0]
+    assert "y is wrong in 4 of 4 cases" in line and "relative" in line, line
+    values = re.search(r"expected (\S+), received (\S+) \(differs by (\S+), relative (\S+)\)", line)
+    want, got, gap, relative = map(float, values.groups())
+    assert want != got and abs(want - got) == pytest.approx(gap, rel=0.05)
+    assert 1e-7 < relative < 1e-3 and abs(want - got) / abs(want) == pytest.approx(
+        relative, rel=0.05
+    )
+    far = rejected("relu_backward", lambda dy, x: 2 * dy * (x > 0), GENERIC)
+    assert "differs by" not in far  # a large error keeps the short form
+
+
 def learner_bn_backward(dy, x, gamma, eps, mistake=None):
     """Staged through the graph: xc = x - mean, var, inv_std, xhat, y, in reverse."""
     axes, M = (0, 2, 3), x.size // x.shape[1]
     xc = x - x.mean(axis=axes, keepdims=True)
     var = (xc**2).mean(axis=axes, keepdims=True)
+    eps = 0.0 if mistake == "no eps" else eps
     inv_std = 1 / np.sqrt(var + eps)
     xhat = xc * inv_std
     dbeta = dy.sum(axis=axes)
@@ -451,8 +542,10 @@ def learner_bn_backward(dy, x, gamma, eps, mistake=None):
     dxhat = dy * gamma[:, None, None]
     dinv_std = (dxhat * xc).sum(axis=axes, keepdims=True)
     dvar = dinv_std * -0.5 * (var + eps) ** -1.5 * (-1 if mistake == "sign" else 1)
+    if mistake == "M = N":  # as for a (N, D) input
+        M = len(x)
     dxc = dxhat * inv_std + dvar * 2 * xc / M
-    dx = dxc - dxc.mean(axis=axes, keepdims=True)
+    dx = dxc - dxc.sum(axis=axes, keepdims=True) / M
     if mistake == "constants":
         dx = dxhat * inv_std
     if mistake == "no mean term":
@@ -467,7 +560,9 @@ def test_batch_norm_backward():
         {
             "constants": "treated mean and var as constants",
             "no mean term": "path through the mean",
-            "dgamma x": "not sum(dy * x)",
+            "dgamma x": "not with x",
+            "M = N": "not over the N samples alone",
+            "no eps": "eps is missing",
         },
         "sign",
         "dx is wrong in 4 of 4 cases",
@@ -530,6 +625,14 @@ def test_residual_backward():
     )
     rejected(
         "residual_backward", lambda dy, out, main, short: main(dy) + short(dy), "has a backward too"
+    )
+    at_or_above_zero = lambda dy, out: dy * (out >= 0)  # noqa: E731
+    rejected(
+        "residual_backward",
+        lambda dy, out, main, short: (
+            main(at_or_above_zero(dy, out)) + short(at_or_above_zero(dy, out))
+        ),
+        "out >= 0 holds everywhere",
     )
     rejected(
         "residual_backward",
@@ -620,6 +723,10 @@ def test_one_layer_gain_by_simulation():
 
 def test_questions():
     accepted("one_layer_gain", 0.1667)
+    accepted("one_layer_gain", np.array(1 / 6))  # a 0-d array, as np.mean gives
+    accepted("one_layer_gain", np.float32(1 / 6))
+    rejected("one_layer_gain", np.array([1 / 6]), "check expects a number, but got an array")
+    rejected("one_layer_gain", True, "check expects a number, but got a bool")
     rejected(
         "one_layer_gain", math.sqrt(1 / 6), "0.408248 is not the answer", "the factor on the norm"
     )
@@ -789,6 +896,17 @@ def test_autocorrelation():
         "circular",
         "r is wrong in",
     )
+
+    def by_loops(s, shift=0):
+        """A list, one lag at a time; ``shift=1`` slices one lag too far."""
+        c = s - np.mean(s)
+        P = len(c)
+        return [float(c[: P - k - shift] @ c[k + shift :] / (c @ c)) for k in range(P)]
+
+    accepted("autocorrelation", by_loops)
+    rejected("autocorrelation", functools.partial(by_loops, shift=1), "r is shifted by one lag")
+    reference = exercises.reference("autocorrelation")
+    np.testing.assert_allclose(reference([1.0, 3.0, 2.0]), reference(np.array([1.0, 3.0, 2.0])))
     for case in _exercise("autocorrelation").cases():
         s = case.args["s"]
         np.testing.assert_allclose(exercises.reference("autocorrelation")(s), library(s))
@@ -829,6 +947,13 @@ def test_preact_residual_backward():
         lambda dy, out, pre, branch, short, shared: branch(dy) + short(dy),
         "must go back through pre_backward too",
     )
+    rejected(
+        "preact_residual_backward",
+        lambda dy, out, pre, branch, short, shared: learner_preact_backward(
+            dy * (out >= 0), out, pre, branch, short, shared
+        ),
+        "has no ReLU after the `+`",
+    )
 
     def masking_in_place(dy, out, pre, branch, short, shared):
         dy[out <= 0] = 0
@@ -858,7 +983,7 @@ def test_unrolled_gradient():
         {
             "top for all": "each branch receives the gradient at its own output",
             "bottom up": "backward starts at the top",
-            "plain": "that is a plain net",
+            "plain": "as in a plain net",
             "no top": "d_top itself is a term",
         },
         "halved",
@@ -869,3 +994,77 @@ def test_unrolled_gradient():
         "unrolled_gradient", functools.partial(learner_unrolled, mistake="bottom up")
     )
     assert "in 3 of 4 cases" in message
+
+
+# ----------------------------------------------------------------------- float32
+def test_the_array_exercises_are_checked_again_in_float32():
+    twinned = {n for n in exercises.names() if checking._twins(_exercise(n))}
+    assert twinned == set(exercises.names()) - {
+        "residual_backward",  # their arguments hold functions, whose arrays stay float64
+        "preact_residual_backward",
+        "unrolled_gradient",
+        "routed_gradient",
+        "he_std",  # no arrays among the arguments
+        "path_length_counts",
+        "one_layer_gain",
+        "basic_block_params",
+    }
+    for name in twinned:
+        assert "again in float32" in exercises.check(name, exercises.reference(name)).message
+    seen = set()
+
+    def relu_backward(dy, x):
+        seen.add((dy.dtype, x.dtype))
+        return dy * (x > 0)
+
+    accepted("relu_backward", relu_backward)
+    assert seen == {(np.dtype(np.float64),) * 2, (np.dtype(np.float32),) * 2}
+
+
+@pytest.mark.parametrize(
+    "name, learner, float32_out",
+    [
+        ("conv2d_forward", learner_conv2d_forward, False),  # np.zeros: float64 results
+        ("conv2d_forward", learner_conv2d_forward_by_im2col, True),
+        ("conv2d_backward", learner_conv2d_backward_by_im2col, False),
+        ("batch_norm_forward", learner_bn_forward, True),
+        ("batch_norm_backward", learner_bn_backward, True),
+        ("max_pool_backward", learner_max_pool_backward, True),
+        ("autocorrelation", learner_autocorrelation, True),
+        ("pca_2d", learner_pca_2d, True),
+        ("sgd_momentum_step", learner_sgd, False),  # the runner refuses a float64 p
+    ],
+)
+def test_a_float32_computation_passes_where_the_float64_one_does(name, learner, float32_out):
+    accepted(name, learner)
+    args = checking._twins(_exercise(name))[0].case.args
+    if float32_out:
+        outputs = learner(*args.values())
+        dtypes = {o.dtype for o in (outputs if isinstance(outputs, tuple) else (outputs,))}
+        assert dtypes <= {np.dtype(np.float32)}
+
+
+def test_a_float32_failure_is_reported_in_float32():
+    def off_in_float32(dy, x):
+        dx = dy * (x > 0)
+        return dx if x.dtype == np.float64 else dx * np.float32(1.0002)
+
+    rejected(
+        "relu_backward",
+        off_in_float32,
+        "dx is wrong in 3 of 3 cases; first in case: a (2, 3, 4, 5) input away from 0, in float32",
+        "relative 0.0002)",
+        "Hint: the float64 cases pass",
+    )
+    rejected(
+        "relu_backward",
+        lambda dy, x: (dy * (x > 0)).astype(np.float16 if x.dtype == np.float32 else x.dtype),
+        "dx has dtype float16 but x has dtype float32 (compute in the input's dtype), in case: "
+        "a (2, 3, 4, 5) input away from 0, in float32",
+    )
+
+    def float64_only(dy, x, gamma, eps):
+        assert x.dtype == np.float64
+        return learner_bn_backward(dy, x, gamma, eps)
+
+    rejected("batch_norm_backward", float64_only, "raised AssertionError", "in float32.")

@@ -28,9 +28,9 @@ def batch_norm_forward(x, gamma, beta, running_mean, running_var, momentum, eps)
 
 def batch_norm_backward(dy, x, gamma, eps) -> tuple:
     """(dx, dgamma, dbeta) in training mode, the statistics recomputed from x."""
-    C = x.shape[1]
+    zeros = np.zeros_like(gamma)
     _, cache = batch_norm2d_forward(
-        x, gamma, np.zeros(C), np.zeros(C), np.ones(C), training=True, eps=eps
+        x, gamma, zeros, zeros.copy(), np.ones_like(gamma), training=True, eps=eps
     )
     return batch_norm2d_backward(dy, cache)
 
@@ -94,8 +94,13 @@ def _inv_std(x, eps):
     return 1 / np.sqrt(x.var(axis=_PER_CHANNEL) + eps)
 
 
-def _unbiased_var(x):
-    M = x.size // x.shape[1]
+def _count(x) -> int:
+    """M = N*H*W, the number of values of one channel."""
+    return x.size // x.shape[1]
+
+
+def _unbiased_var(x, count=_count):
+    M = count(x)
     return x.var(axis=_PER_CHANNEL) * M / (M - 1)
 
 
@@ -104,18 +109,18 @@ def _unchanged_statistics(x, gamma, beta, running_mean, running_var, momentum, e
     return y, running_mean, running_var
 
 
-def _backward_with(bracket, times_gamma: bool = True):
-    """A backward with dx = gamma * inv_std * bracket(dy, xhat, dgamma, dbeta, M) (without
-    gamma if not ``times_gamma``); dgamma and dbeta are right."""
+def _backward_with(bracket, *, times_gamma: bool = True, count=_count, with_eps: bool = True):
+    """A backward with dx = gamma * inv_std * bracket(dy, xhat, dgamma, dbeta, count(x))
+    (without gamma if not ``times_gamma``, inv_std without eps if not ``with_eps``); dgamma
+    and dbeta are right but for eps."""
 
     def backward(dy, x, gamma, eps):
-        inv_std = _inv_std(x, eps)
+        inv_std = _inv_std(x, eps if with_eps else 0.0)
         xhat = (x - _c(x.mean(axis=_PER_CHANNEL))) * _c(inv_std)
         dbeta = dy.sum(axis=_PER_CHANNEL)
         dgamma = (dy * xhat).sum(axis=_PER_CHANNEL)
         scale = gamma * inv_std if times_gamma else inv_std
-        M = x.size // x.shape[1]
-        return _c(scale) * bracket(dy, xhat, _c(dgamma), _c(dbeta), M), dgamma, dbeta
+        return _c(scale) * bracket(dy, xhat, _c(dgamma), _c(dbeta), count(x)), dgamma, dbeta
 
     return backward
 
@@ -162,8 +167,8 @@ arrays; do not modify the inputs.
             _forward_with(_inv_std, lambda x: x.var(axis=_PER_CHANNEL)),
         ),
         Mistake(
-            "momentum is the weight of the new batch, as in PyTorch: (1 - momentum) * running "
-            "+ momentum * batch, not momentum * running + (1 - momentum) * batch",
+            "momentum is the weight of the new batch, as in PyTorch; yours gave it to the "
+            "running statistic",
             _forward_with(_inv_std, _unbiased_var, lambda momentum: 1 - momentum),
         ),
         Mistake(
@@ -176,6 +181,16 @@ arrays; do not modify the inputs.
             _forward_with(
                 lambda x, eps: 1 / (np.sqrt(x.var(axis=_PER_CHANNEL)) + eps), _unbiased_var
             ),
+        ),
+        Mistake(
+            "eps is missing: it is added to var inside the square root, which also keeps a "
+            "channel of equal values from dividing by zero",
+            _forward_with(lambda x, eps: _inv_std(x, 0.0), _unbiased_var),
+        ),
+        Mistake(
+            "M counts the N*H*W values of a channel, not the N samples alone: the unbiased "
+            "correction of running_var uses that M",
+            _forward_with(_inv_std, lambda x: _unbiased_var(x, len)),
         ),
         Mistake(
             "the running statistics were returned unchanged: compute the moved ones and "
@@ -205,26 +220,36 @@ besides the direct one.
     cases=_backward_cases,
     mistakes=(
         Mistake(
-            "you treated mean and var as constants (that is eval mode): in training mode "
-            "they depend on x, so dx = gamma / std * (dy - mean(dy) - xhat * mean(dy * xhat)), "
-            "means over (N, H, W)",
+            "you treated mean and var as constants (that is eval mode's backward): in "
+            "training mode they are computed from x, so dx also has a path through each of "
+            "them",
             _backward_with(lambda dy, xhat, dgamma, dbeta, M: dy),
         ),
         Mistake(
-            "dx is missing the path through the mean: subtract dbeta / M (the mean of dy over "
-            "the channel)",
+            "dx is missing the path through the mean, which every x of the channel changes",
             _backward_with(lambda dy, xhat, dgamma, dbeta, M: dy - xhat * dgamma / M),
         ),
         Mistake(
-            "dx is missing the path through the variance: subtract xhat * dgamma / M",
+            "dx is missing the path through the variance, which every x of the channel changes",
             _backward_with(lambda dy, xhat, dgamma, dbeta, M: dy - dbeta / M),
         ),
         Mistake(
-            "dx is missing the factor gamma: y = gamma * xhat + beta, so dxhat = gamma * dy",
+            "dx is missing the factor gamma: every path from y back to x starts with "
+            "y = gamma * xhat + beta",
             _backward_with(_full_bracket, times_gamma=False),
         ),
         Mistake(
-            "dgamma = sum(dy * xhat), the normalised input, not sum(dy * x)",
+            "the means in dx run over the M = N*H*W values of a channel, not over the N "
+            "samples alone",
+            _backward_with(_full_bracket, count=len),
+        ),
+        Mistake(
+            "eps is missing: the forward divided by sqrt(var + eps), and its backward "
+            "differentiates that same expression",
+            _backward_with(_full_bracket, with_eps=False),
+        ),
+        Mistake(
+            "dgamma pairs dy with xhat, the normalised input, not with x",
             _dgamma_from_x,
         ),
     ),

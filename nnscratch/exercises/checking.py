@@ -8,6 +8,13 @@ For each case the submission's outputs are
 3. for a gradient, compared with central finite differences of the case's scalar loss
    ``L = sum(forward(...) * dy)`` (dy random, never uniform), relative error below 1e-6.
 
+A submission that passes is run again on each case's float32 twin (its float64 arrays
+rounded to float32, for a case whose arguments hold no functions) and compared, with
+float32's tolerance, to the reference computed on the rounded values in float64 (training
+runs in float32). A float32 or float64 result is accepted there; in the float64 cases a
+result keeps the input's dtype. A wrong value close to the expected one is printed with the
+digits that show the difference, and the difference.
+
 When an output is wrong, the exercise's catalogue of known mistakes is run on the same
 cases; a mistake whose value of that output equals the learner's on *every* case (or that
 raises or is refused the same way on the same case) gives its hint. Otherwise the message
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import html
+import math
 import traceback
 import warnings
 from collections.abc import Callable, Mapping
@@ -28,6 +36,8 @@ from typing import Any
 import numpy as np
 
 RTOL, ATOL = 1e-7, 1e-10  # output vs reference: both are float64 computations of one formula
+RTOL32, ATOL32 = 1e-4, 1e-5  # a float32 computation vs float64 (ATOL32 scaled by the output)
+NEAR = 1e-3  # a relative difference below this is printed with the digits that show it
 FD_EPS, FD_TOL, FD_ATOL = 1e-6, 1e-6, 1e-8  # finite differences, as in nnscratch.gradcheck
 _TINY = 1e-30
 NOT_IMPLEMENTED = "not implemented yet."  # what a stub's check says, after the name
@@ -100,6 +110,16 @@ def call(fn: Callable, args: Mapping[str, Any]) -> Any:
     return fn(*args.values())
 
 
+def as_floats(fn: Callable, args: Mapping[str, Any]) -> Any:
+    """Run ``fn``; a list, tuple or numeric array of numbers is read as float64 numbers."""
+    result = call(fn, args)
+    if isinstance(result, (list, tuple)) or (
+        isinstance(result, np.ndarray) and result.dtype.kind in "iuf"
+    ):
+        return np.asarray(result, dtype=np.float64)
+    return result
+
+
 @dataclass(frozen=True)
 class Exercise:
     """An exercise: what to write, the reference, the cases and the known mistakes.
@@ -159,14 +179,30 @@ def _number(value: float) -> str:
 
 
 # ----------------------------------------------------------------------- structure
-def conform(name: str, value: Any, want: np.ndarray, like: str | None) -> np.ndarray:
-    """``value`` as a float64 array shaped like ``want``, or a one-sentence :class:`Refusal`."""
+def is_number(value: Any) -> bool:
+    """An int, a float, a numpy scalar or a 0-d numeric array (a bool is not a number)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "iuf"
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def conform(
+    name: str,
+    value: Any,
+    want: np.ndarray,
+    like: str | None,
+    dtypes: tuple[np.dtype, ...] | None = None,
+) -> np.ndarray:
+    """``value`` as an array shaped like ``want``, of ``want``'s dtype or one of ``dtypes``,
+    or a one-sentence :class:`Refusal`."""
     if want.ndim == 0:
-        if isinstance(value, np.ndarray) and value.size != 1:
-            raise Refusal(f"{name} should be a single number, but it has shape {value.shape}")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number, np.ndarray)):
+        if isinstance(value, np.ndarray):
+            if value.size != 1:
+                raise Refusal(f"{name} should be a single number, but it has shape {value.shape}")
+            value = value.reshape(())
+        if not is_number(value):
             raise Refusal(f"{name} should be a number, but it is {kind_of(value)}")
-        return np.asarray(value, dtype=np.float64).reshape(())
+        return np.asarray(value, dtype=np.float64)
     if not isinstance(value, np.ndarray):
         raise Refusal(f"{name} should be a numpy array, but it is {kind_of(value)}")
     if value.shape != want.shape:
@@ -177,11 +213,13 @@ def conform(name: str, value: Any, want: np.ndarray, like: str | None) -> np.nda
         raise Refusal(
             f"{name} has shape {value.shape} {against}" + (" (transposed?)" if transposed else "")
         )
-    if value.dtype != want.dtype:
+    dtypes = dtypes or (want.dtype,)
+    if value.dtype not in dtypes:
         against = (
-            f"but {like} has dtype {want.dtype}" if like else f"but should have dtype {want.dtype}"
+            f"but {like} has dtype {dtypes[0]}" if like else f"but should have dtype {dtypes[0]}"
         )
-        raise Refusal(f"{name} has dtype {value.dtype} {against}")
+        keep = " (compute in the input's dtype)" if like and value.dtype.kind == "f" else ""
+        raise Refusal(f"{name} has dtype {value.dtype} {against}{keep}")
     return value
 
 
@@ -235,9 +273,7 @@ def _refuse_submission(exercise: Exercise, submission: Any) -> str | None:
         return (
             f"check expects a pair (forward, backward) of functions, but got {kind_of(submission)}"
         )
-    if exercise.kind == "number" and (
-        isinstance(submission, bool) or not isinstance(submission, (int, float, np.number))
-    ):
+    if exercise.kind == "number" and not is_number(submission):
         return f"check expects a number, but got {kind_of(submission)}"
     return None
 
@@ -267,26 +303,33 @@ def _problem(error: BaseException) -> str:
     return f"your code raised {type(error).__name__}: {error}{where}"
 
 
-def _attempt(exercise: Exercise, submission: Any, case: Case, want: tuple) -> tuple | BaseException:
-    """The outputs of ``submission`` on ``case``, conformed to the reference's, or the error."""
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            values = _split(exercise, exercise.run(submission, case.args))
-        return tuple(
-            conform(o.name, v, w, o.like) for o, v, w in zip(exercise.outputs, values, want)
-        )
-    except Exception as error:  # a learner's bug of any kind becomes a message
-        return error
-
-
 @dataclass(frozen=True)
 class _Prepared:
-    """A case with the reference's outputs and, for gradients, the finite differences."""
+    """A case with the reference's outputs and, for gradients, the finite differences;
+    ``float32`` for a case's float32 twin."""
 
     case: Case
     want: tuple[np.ndarray, ...]
     numeric: dict[str, np.ndarray]
+    float32: bool = False
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _attempt(exercise: Exercise, submission: Any, prepared: _Prepared) -> tuple | BaseException:
+    """The outputs of ``submission`` on a case, conformed to the reference's, or the error."""
+    dtypes = _FLOATS if prepared.float32 else None
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            values = _split(exercise, exercise.run(submission, prepared.case.args))
+        return tuple(
+            conform(o.name, v, w, o.like, dtypes)
+            for o, v, w in zip(exercise.outputs, values, prepared.want)
+        )
+    except Exception as error:  # a learner's bug of any kind becomes a message
+        return error
 
 
 def numeric_gradient(
@@ -309,6 +352,11 @@ def numeric_gradient(
     return grad.reshape(arrays[name].shape)
 
 
+def _reference_outputs(exercise: Exercise, args: Mapping[str, Any]) -> tuple[np.ndarray, ...]:
+    values = _split(exercise, exercise.run(exercise.reference, args))
+    return tuple(np.asarray(v, dtype=np.float64) for v in values)
+
+
 @functools.cache
 def _prepared(exercise: Exercise) -> tuple[_Prepared, ...]:
     """The exercise's cases, built once, with what every submission is compared to."""
@@ -316,30 +364,65 @@ def _prepared(exercise: Exercise) -> tuple[_Prepared, ...]:
     for case in exercise.cases():
         for value in [*case.args.values(), *(case.point or {}).values()]:
             read_only(value)
-        values = _split(exercise, exercise.run(exercise.reference, case.args))
-        want = tuple(np.asarray(v, dtype=np.float64) for v in values)
         numeric = {}
         if case.loss is not None:
             for o in exercise.outputs:
                 if o.gradient:
                     numeric[o.name] = numeric_gradient(case.loss, case.point, o.like)
-        prepared.append(_Prepared(case, want, numeric))
+        prepared.append(_Prepared(case, _reference_outputs(exercise, case.args), numeric))
     return tuple(prepared)
+
+
+def _holds_function(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return any(_holds_function(v) for v in value)
+    return callable(value)
+
+
+def _cast(args: Mapping[str, Any], source: type, target: type) -> dict[str, Any]:
+    """``args`` with every array of dtype ``source`` as a read-only array of ``target``."""
+    return {
+        k: read_only(v.astype(target)) if isinstance(v, np.ndarray) and v.dtype == source else v
+        for k, v in args.items()
+    }
+
+
+@functools.cache
+def _twins(exercise: Exercise) -> tuple[_Prepared, ...]:
+    """The float32 twin of every case that has float64 arrays and no functions among its
+    arguments (a function's own arrays would stay float64), compared with the reference on
+    the rounded values."""
+    twins = []
+    for p in _prepared(exercise):
+        args = p.case.args
+        if any(_holds_function(v) for v in args.values()) or not any(
+            isinstance(v, np.ndarray) and v.dtype == np.float64 for v in args.values()
+        ):
+            continue
+        rounded = _cast(args, np.float64, np.float32)
+        want = _reference_outputs(exercise, _cast(rounded, np.float32, np.float64))
+        twins.append(_Prepared(Case(f"{p.case.words}, in float32", rounded), want, {}, True))
+    return tuple(twins)
 
 
 @functools.cache
 def _mistake_attempts(exercise: Exercise) -> tuple[tuple[tuple | BaseException, ...], ...]:
-    """Each known mistake's outcome on every case."""
+    """Each known mistake's outcome on every (float64) case."""
     return tuple(
-        tuple(_attempt(exercise, m.submission, p.case, p.want) for p in _prepared(exercise))
+        tuple(_attempt(exercise, m.submission, p) for p in _prepared(exercise))
         for m in exercise.mistakes
     )
 
 
 # ----------------------------------------------------------------------- comparing
-def _close(got: np.ndarray, want: np.ndarray, exercise: Exercise) -> np.ndarray:
+def _close(
+    got: np.ndarray, want: np.ndarray, exercise: Exercise, float32: bool = False
+) -> np.ndarray:
+    rtol, atol = exercise.rtol, exercise.atol
+    if float32:  # rounding grows with the output's size: the tolerance is scaled by it
+        rtol, atol = max(rtol, RTOL32), ATOL32 * np.abs(want).max(initial=1.0)
     with np.errstate(all="ignore"):
-        return np.isclose(got, want, rtol=exercise.rtol, atol=exercise.atol, equal_nan=True)
+        return np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)
 
 
 def _worst(got: np.ndarray, want: np.ndarray, bad: np.ndarray) -> tuple[int, ...]:
@@ -372,11 +455,13 @@ class _Wrong:
     count: int = 1
 
 
-def _wrong_outputs(exercise: Exercise, attempts: list[tuple]) -> dict[str, _Wrong]:
+def _wrong_outputs(
+    exercise: Exercise, cases: tuple[_Prepared, ...], attempts: list[tuple]
+) -> dict[str, _Wrong]:
     wrong: dict[str, _Wrong] = {}
-    for prepared, got_all in zip(_prepared(exercise), attempts):
+    for prepared, got_all in zip(cases, attempts):
         for o, got, want in zip(exercise.outputs, got_all, prepared.want):
-            bad = ~_close(got, want, exercise)
+            bad = ~_close(got, want, exercise, prepared.float32)
             numeric = prepared.numeric.get(o.name)
             if not bad.any() and numeric is not None:
                 bad = _fd_bad(got, numeric)
@@ -414,13 +499,16 @@ def _matching_hint(exercise: Exercise, attempts: list[tuple], position: int) -> 
     return None
 
 
-def _problem_hint(exercise: Exercise, case_index: int, error: BaseException) -> str | None:
-    """The hint of a mistake that fails the same way (same exception, same words) on the same case."""
+def _problem_hint(exercise: Exercise, case_index: int | None, error: BaseException) -> str | None:
+    """The hint of a mistake that fails the same way (same exception, same words) on the same
+    case (``case_index`` None for a float32 twin, where no mistake is run)."""
     if isinstance(error, ValueError) and "read-only" in str(error):
         return (
             "your function writes into one of its inputs (they are read-only here): "
             "compute into a new array instead (np.zeros_like, x.copy(), a + b)"
         )
+    if case_index is None:
+        return None
     for mistake, outcome in zip(exercise.mistakes, _mistake_attempts(exercise)):
         failure = outcome[case_index]
         if type(failure) is type(error) and str(failure) == str(error):
@@ -429,17 +517,53 @@ def _problem_hint(exercise: Exercise, case_index: int, error: BaseException) -> 
 
 
 # ----------------------------------------------------------------------- the check
+_FLOAT32_HINT = (
+    "the float64 cases pass, so look for a step that loses float32's precision (a "
+    "difference of nearly equal numbers) or that turns your arrays into another dtype"
+)
+
+
+def _number_words(w: _Wrong) -> tuple[Callable[[float], str], str]:
+    """How to print the values of a wrong entry, and what to add after them: a value close
+    to the expected one gets the digits that show the difference, and the difference."""
+    gap = abs(w.got - w.want)
+    relative = gap / abs(w.want) if w.want else math.inf
+    if not RTOL < relative < NEAR:
+        return _number, ""
+    digits = max(6, 2 - math.floor(math.log10(relative)))
+    return (lambda v: f"{v:#.{digits}g}"), f" (differs by {gap:.2g}, relative {relative:.2g})"
+
+
 def _value_words(exercise: Exercise, w: _Wrong) -> str:
     """'at index (0, 1): expected 0.5 (finite differences: 0.5), received 0.25'."""
     if exercise.kind == "number":
         return f"{_number(w.got)} is not the answer"
+    number, gap = _number_words(w)
     where = f"at index {w.index}: " if w.index else ""
-    numeric = "" if w.numeric is None else f" (finite differences: {_number(w.numeric)})"
-    return f"{where}expected {_number(w.want)}{numeric}, received {_number(w.got)}"
+    numeric = "" if w.numeric is None else f" (finite differences: {number(w.numeric)})"
+    return f"{where}expected {number(w.want)}{numeric}, received {number(w.got)}{gap}"
+
+
+def _run_cases(
+    exercise: Exercise, submission: Any, cases: tuple[_Prepared, ...]
+) -> list[tuple] | CheckResult:
+    """The submission's outputs on every case, or the failure that stopped it."""
+    attempts = []
+    for i, prepared in enumerate(cases):
+        outcome = _attempt(exercise, submission, prepared)
+        if isinstance(outcome, NotImplementedError):
+            return CheckResult(False, f"{exercise.name}: {NOT_IMPLEMENTED}")
+        if isinstance(outcome, BaseException):
+            hint = _problem_hint(exercise, None if prepared.float32 else i, outcome)
+            message = f"{exercise.name}: {_problem(outcome)}, in case: {prepared.case.words}."
+            return CheckResult(False, message + (f"\nHint: {hint}." if hint else ""))
+        attempts.append(outcome)
+    return attempts
 
 
 def run_check(exercise: Exercise, submission: Any) -> CheckResult:
-    """Check a submission on every case of ``exercise``; never raises on a learner's bug.
+    """Check a submission on every case of ``exercise``, then on the float32 twins; never
+    raises on a learner's bug.
 
     A question's stub is Python's ``NotImplemented`` (``answer = NotImplemented``).
     """
@@ -448,31 +572,31 @@ def run_check(exercise: Exercise, submission: Any) -> CheckResult:
     refusal = _refuse_submission(exercise, submission)
     if refusal:
         return CheckResult(False, f"{exercise.name}: {refusal}.")
-    attempts = []
-    for i, prepared in enumerate(_prepared(exercise)):
-        outcome = _attempt(exercise, submission, prepared.case, prepared.want)
-        if isinstance(outcome, NotImplementedError):
-            return CheckResult(False, f"{exercise.name}: {NOT_IMPLEMENTED}")
-        if isinstance(outcome, BaseException):
-            hint = _problem_hint(exercise, i, outcome)
-            message = f"{exercise.name}: {_problem(outcome)}, in case: {prepared.case.words}."
-            return CheckResult(False, message + (f"\nHint: {hint}." if hint else ""))
-        attempts.append(outcome)
-    wrong = _wrong_outputs(exercise, attempts)
-    if not wrong:
-        return CheckResult(True, _passed(exercise, len(attempts)))
-    return CheckResult(False, _failed(exercise, attempts, wrong))
+    for cases in (_prepared(exercise), _twins(exercise)):
+        attempts = _run_cases(exercise, submission, cases)
+        if isinstance(attempts, CheckResult):
+            return attempts
+        wrong = _wrong_outputs(exercise, cases, attempts)
+        if wrong:
+            return CheckResult(False, _failed(exercise, attempts, wrong, cases[0].float32))
+    return CheckResult(True, _passed(exercise))
 
 
-def _passed(exercise: Exercise, cases: int) -> str:
+def _passed(exercise: Exercise) -> str:
     numeric = any(p.numeric for p in _prepared(exercise))
     against = " and with central finite differences" if numeric else ""
+    cases = len(_prepared(exercise))
+    twins = len(_twins(exercise))
+    also = f", and {twins} again in float32" if twins else ""
     what = "the answer agrees" if exercise.kind == "number" else f"all {cases} cases agree"
-    return f"{exercise.name}: passed ({what} with the reference{against})."
+    return f"{exercise.name}: passed ({what} with the reference{against}{also})."
 
 
-def _failed(exercise: Exercise, attempts: list[tuple], wrong: dict[str, _Wrong]) -> str:
-    """One line per wrong output, grouped under the known mistake that explains them."""
+def _failed(
+    exercise: Exercise, attempts: list[tuple], wrong: dict[str, _Wrong], float32: bool
+) -> str:
+    """One line per wrong output, grouped under the known mistake that explains them (in
+    float32, under the float32 hint)."""
     groups: dict[str, list[str]] = {}  # hint -> lines, in the order of the outputs
     for position, o in enumerate(exercise.outputs):
         if o.name not in wrong:
@@ -486,8 +610,11 @@ def _failed(exercise: Exercise, attempts: list[tuple], wrong: dict[str, _Wrong])
                 f"{w.case.words}, {_value_words(exercise, w)}."
             )
         yours = "work" if exercise.kind == "number" else o.name
-        hint = _matching_hint(exercise, attempts, position) or (
-            f'no common mistake matches; compare your {yours} with describe("{exercise.name}")'
+        hint = (
+            _FLOAT32_HINT
+            if float32
+            else _matching_hint(exercise, attempts, position)
+            or f'no common mistake matches; compare your {yours} with describe("{exercise.name}")'
         )
         groups.setdefault(hint, []).append(line)
     lines = [line for hint, group in groups.items() for line in [*group, f"Hint: {hint}."]]

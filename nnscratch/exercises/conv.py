@@ -6,10 +6,12 @@ import numpy as np
 
 from nnscratch.exercises.checking import Case, Exercise, Mistake, Output
 from nnscratch.exercises.im2col import (
+    col2im,
     col2im_cropped_at_the_corner,
     col2im_overwriting_by_offset,
     col2im_overwriting_by_window,
     geometry_words,
+    im2col,
 )
 from nnscratch.functional.conv import conv2d_backward as library_conv2d_backward
 from nnscratch.functional.conv import conv2d_forward as library_conv2d_forward
@@ -63,6 +65,11 @@ def _cases(with_upstream: bool) -> list[Case]:
     return cases
 
 
+def _c(b: np.ndarray) -> np.ndarray:
+    """A per-channel vector (C_out,) shaped to broadcast against (N, C_out, H_out, W_out)."""
+    return b[:, None, None]
+
+
 def _flipped(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w[:, :, ::-1, ::-1])
 
@@ -70,6 +77,22 @@ def _flipped(w: np.ndarray) -> np.ndarray:
 def _padded_on_one_side(x, w, b, stride, padding):
     shifted = np.pad(x, ((0, 0), (0, 0), (0, 2 * padding), (0, 2 * padding)))
     return conv2d_forward(shifted, w, b, stride, 0)
+
+
+def _untransposed(y: np.ndarray) -> np.ndarray:
+    """y (N, C_out, H_out, W_out) as Y = W2 @ cols (C_out, N*H_out*W_out) reshaped straight
+    to (N, C_out, H_out, W_out), without moving the batch axis to the front."""
+    return y.transpose(1, 0, 2, 3).reshape(y.shape)
+
+
+def _untransposed_backward(dy, x, w, stride, padding):
+    """dx, dw and db by im2col from dY = dy.reshape(C_out, -1), which mixes images and
+    channels (db as dY's row sums; the right db where the batch is 1)."""
+    C_out, _, KH, KW = w.shape
+    dY = dy.reshape(C_out, -1)
+    dw = (dY @ im2col(x, KH, KW, stride, padding).T).reshape(w.shape)
+    dx = col2im(w.reshape(C_out, -1).T @ dY, x.shape, KH, KW, stride, padding)
+    return dx, dw, dY.sum(axis=1)
 
 
 def _with(position: int, gradient):
@@ -124,6 +147,22 @@ im2col and one matrix product are faster.
             "not 2*padding at the bottom and right",
             _padded_on_one_side,
         ),
+        *(
+            Mistake(
+                "images and channels are mixed up: W2 @ cols has a row per output channel and "
+                "a column per (n, p, q), so reshaped straight to (N, C_out, H_out, W_out) "
+                "the batch axis is in the wrong place",
+                mistaken,
+            )
+            for mistaken in (
+                lambda x, w, b, stride, padding: _untransposed(
+                    conv2d_forward(x, w, b, stride, padding)
+                ),
+                lambda x, w, b, stride, padding: (
+                    _untransposed(conv2d_forward(x, w, None, stride, padding)) + _c(b)
+                ),
+            )
+        ),
     ),
 )
 
@@ -165,9 +204,20 @@ summed over every (n, o, p, q); dx is dx_pad without its padding; db[o] sums dy 
             _with(1, lambda dy, x, w, s, p: conv2d_backward(dy, x, w, s, p)[1] / len(x)),
         ),
         Mistake(
-            "the bias gradient is missing: db[o] = dy[:, o].sum(), since b[o] is added at "
-            "every position of channel o",
+            "the bias gradient is missing: b[o] is added at every position of channel o, so "
+            "each of them contributes its dy to db[o]",
             _with(2, lambda dy, x, w, s, p: np.zeros(w.shape[0])),
+        ),
+        Mistake(
+            "db sums dy over the batch and every position (each adds b[o] once); it is not "
+            "the mean",
+            _with(2, lambda dy, x, w, s, p: dy.mean(axis=(0, 2, 3))),
+        ),
+        Mistake(
+            "images and channels are mixed up: dy is (N, C_out, H_out, W_out), batch first, "
+            "while dY needs a row per output channel and a column per (n, p, q) as im2col's "
+            "columns; reshaping dy straight to (C_out, -1) puts the batch in the wrong place",
+            _untransposed_backward,
         ),
         *(
             Mistake(
@@ -178,8 +228,8 @@ summed over every (n, o, p, q); dx is dx_pad without its padding; db[o] sums dy 
             for overwriting in (col2im_overwriting_by_window, col2im_overwriting_by_offset)
         ),
         Mistake(
-            "off by the padding: crop dx_pad[:, :, padding:padding+H, padding:padding+W], not "
-            "the top-left corner",
+            "off by the padding: x sits in the middle of x_pad, so dx is the middle of "
+            "dx_pad, not its top-left corner",
             _with(0, _dx_by(col2im_cropped_at_the_corner)),
         ),
     ),

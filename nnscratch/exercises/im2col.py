@@ -215,8 +215,8 @@ COL2IM = Exercise(
             for overwriting in (col2im_overwriting_by_window, col2im_overwriting_by_offset)
         ),
         Mistake(
-            "off by the padding: after adding into the padded image, crop "
-            "dx_pad[:, :, padding:padding+H, padding:padding+W], not the top-left corner",
+            "off by the padding: after adding into the padded image, keep its middle, where "
+            "x sat, not its top-left corner",
             col2im_cropped_at_the_corner,
         ),
         Mistake(

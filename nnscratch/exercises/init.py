@@ -61,8 +61,8 @@ from shrinking layer to layer. torchvision's ResNet uses mode="fan_out".
             lambda shape, mode: he_std(shape, {"fan_in": "fan_out", "fan_out": "fan_in"}[mode]),
         ),
         Mistake(
-            "that is sqrt(1 / fan) (LeCun): ReLU zeroes half of its inputs, which halves the "
-            "mean square, so He doubles the variance: sqrt(2 / fan)",
+            "that is LeCun's std: ReLU zeroes half of its inputs, which halves the mean "
+            "square, and He's initialisation makes up for that",
             _with_fans(lambda fan, other: math.sqrt(1 / fan)),
         ),
         Mistake(

@@ -72,12 +72,12 @@ Do not modify the inputs.
             (_forward_without_bias, linear_backward),
         ),
         Mistake(
-            "dx = dy @ w (w is (out, in), so no transpose): each x[n, i] reached every y[n, o] "
-            "through w[o, i]",
+            "dx has x's shape (N, in_features): each x[n, i] reached every y[n, o] through "
+            "w[o, i], so dx sums over the output features; check w's layout (out, in)",
             (linear_forward, _replace(0, lambda dy, x, w: dy @ w.T)),
         ),
         Mistake(
-            "dw = dy.T @ x, of w's layout (out_features, in_features), not x.T @ dy",
+            "dw has w's layout (out_features, in_features); x.T @ dy is its transpose",
             (linear_forward, _replace(1, lambda dy, x, w: x.T @ dy)),
         ),
         Mistake(
@@ -85,13 +85,13 @@ Do not modify the inputs.
             (linear_forward, _replace(2, lambda dy, x, w: dy.mean(axis=0))),
         ),
         Mistake(
-            "no 1/N in a layer's backward: dw = dy.T @ x sums over the batch, and a loss that "
-            "averages has already put its 1/N into dy",
+            "no 1/N in a layer's backward: dw sums over the batch, and a loss that averages "
+            "has already put its 1/N into dy",
             (linear_forward, _replace(1, lambda dy, x, w: dy.T @ x / len(x))),
         ),
         Mistake(
-            "the bias gradient is missing: db = dy.sum(axis=0), since y = x @ w.T + b adds b "
-            "to every row",
+            "the bias gradient is missing: y = x @ w.T + b adds b to every row, so every "
+            "sample contributes to db",
             (linear_forward, _replace(2, lambda dy, x, w: np.zeros(w.shape[0]))),
         ),
     ),

@@ -79,8 +79,8 @@ loss (a number, not always 1), and returns dlogits (N, K).
             (_unstable_forward, cross_entropy_backward),
         ),
         Mistake(
-            "dlogits = dloss * (softmax - onehot) / N: the loss averages over the batch, so "
-            "its gradient has the 1/N too",
+            "dlogits is N times too large: the loss averages over the batch, so its gradient "
+            "has the 1/N too",
             (cross_entropy_forward, lambda dloss, c: (c.probs - c.q) * dloss),
         ),
         Mistake(
@@ -89,8 +89,8 @@ loss (a number, not always 1), and returns dlogits (N, K).
             (cross_entropy_forward, lambda dloss, c: (c.probs - c.q) / len(c.q)),
         ),
         Mistake(
-            "the sign is flipped: dlogits = dloss * (softmax - onehot) / N (raising the "
-            "target's logit lowers the loss)",
+            "the sign is flipped: raising the target's logit lowers the loss, so dlogits is "
+            "negative there when dloss > 0",
             (cross_entropy_forward, lambda dloss, c: (c.q - c.probs) * dloss / len(c.q)),
         ),
     ),

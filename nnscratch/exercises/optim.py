@@ -119,7 +119,7 @@ zeros, which gives PyTorch's first step, buf = g. The check runs several steps, 
     run=_run_steps,
     mistakes=(
         Mistake(
-            "update buf first, then p with the new buf: buf = momentum * buf + g; p -= lr * buf",
+            "update buf first, then step p with the new buf; yours stepped with the old one",
             _buffer_after_update,
         ),
         Mistake(
@@ -129,12 +129,12 @@ zeros, which gives PyTorch's first step, buf = g. The check runs several steps, 
             _velocity_in_parameter_units,
         ),
         Mistake(
-            "no dampening: buf = momentum * buf + g, not momentum * buf + (1 - momentum) * g",
+            "no dampening: PyTorch's buf adds g itself, not (1 - momentum) * g",
             _dampened,
         ),
         Mistake(
-            "weight decay joins the gradient before the momentum: g = grad + weight_decay * p, "
-            "then buf = momentum * buf + g",
+            "weight decay joins the gradient before the momentum; yours adds it to the step "
+            "after the buffer",
             _decay_after_momentum,
         ),
     ),

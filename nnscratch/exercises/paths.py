@@ -15,23 +15,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nnscratch.exercises.checking import Case, Exercise, Mistake, Output, call
+from nnscratch.exercises.checking import Case, Exercise, Mistake, Output, as_floats
 
 
 # ----------------------------------------------------------------------- path_length_counts
 def path_length_counts(n: int) -> np.ndarray:
     """counts[k] = C(n, k), the number of paths of length k, for k = 0..n (n + 1 entries)."""
     return np.array([math.comb(n, k) for k in range(n + 1)], dtype=np.float64)
-
-
-def _as_floats(fn: Callable, args) -> object:
-    """Run ``fn``; a list, tuple or integer array of counts is read as float64 numbers."""
-    result = call(fn, args)
-    if isinstance(result, (list, tuple)) or (
-        isinstance(result, np.ndarray) and result.dtype.kind in "iuf"
-    ):
-        return np.asarray(result, dtype=np.float64)
-    return result
 
 
 def _count_cases() -> list[Case]:
@@ -61,12 +51,12 @@ for k = 0, 1, ..., n. They add up to 2^n. Python's math.comb may help.
     outputs=(Output("counts"),),
     reference=path_length_counts,
     cases=_count_cases,
-    run=_as_floats,
+    run=as_floats,
     mistakes=(
         Mistake(
             "2^k counts the ways k blocks can each pick a side; a path of length k is a choice "
-            "of *which* k of the n blocks take the branch (the other n - k take the shortcut): "
-            "C(n, k) = n! / (k! (n - k)!)",
+            "of *which* k of the n blocks take the branch (the other n - k take the "
+            "shortcut)",
             lambda n: [2**k for k in range(n + 1)],
         ),
         Mistake(
@@ -75,8 +65,7 @@ for k = 0, 1, ..., n. They add up to 2^n. Python's math.comb may help.
             lambda n: [math.comb(n, k) for k in range(n)],
         ),
         Mistake(
-            "those are the counts of n + 1 blocks: the paths of n blocks have lengths "
-            "0..n, and C(n, k) of them have length k",
+            "those are the counts of n + 1 blocks: the paths of n blocks have lengths 0..n",
             lambda n: [math.comb(n + 1, k) for k in range(n + 2)],
         ),
         Mistake(
@@ -86,7 +75,7 @@ for k = 0, 1, ..., n. They add up to 2^n. Python's math.comb may help.
         ),
         Mistake(
             "n! / (n - k)! counts ordered choices; a path is a *set* of k blocks (their order "
-            "is the net's), so divide by k!: C(n, k)",
+            "is the net's)",
             lambda n: [math.perm(n, k) for k in range(n + 1)],
         ),
     ),
@@ -225,8 +214,7 @@ dx has the input's shape (a block whose shortcut changes the width changes the s
     mistakes=(
         Mistake(
             "backward visits the blocks from the last to the first: start from dy at the "
-            "output and apply the last block's chosen side first (reversed(backwards), "
-            "reversed(path))",
+            "output and apply the last block's chosen side first",
             _in_forward_order,
         ),
         Mistake(
@@ -241,7 +229,7 @@ dx has the input's shape (a block whose shortcut changes the width changes the s
         ),
         Mistake(
             "a shortcut is not a free pass: its backward goes through the block's ReLU (and "
-            "a projection where the width changes), so call shortcut_backward(d)",
+            "a projection where the width changes)",
             _shortcut_passes_d,
         ),
     ),

@@ -76,8 +76,8 @@ variance). A direction's sign is arbitrary; the check compares each column up to
             lambda emb: (emb - emb.mean(axis=0)) @ _svd(emb)[2][:, :2],
         ),
         Mistake(
-            "U[:, :2] alone gives unit-length coordinates: the projection is U[:, :2] * S[:2] "
-            "(or the centred rows times the directions)",
+            "U[:, :2] alone gives unit-length coordinates: each column of the projection "
+            "keeps its direction's scale, its singular value",
             lambda emb: _svd(emb)[0][:, :2],
         ),
         Mistake(

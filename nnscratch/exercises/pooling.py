@@ -55,7 +55,7 @@ def _by_windows(
     winners: Callable[[np.ndarray], np.ndarray], *, add: bool = True, times_dy: bool = True
 ) -> Callable:
     """A max-pool backward that loops over windows; ``winners(window)`` is the boolean mask
-    of the elements that receive the window's gradient."""
+    of the elements that receive the window's gradient (or, with ``add``, their shares)."""
 
     def backward(dy, x, kernel_size, stride):
         dx = np.zeros_like(x)
@@ -104,6 +104,11 @@ element that wins several windows receives the sum of their gradients.
             "with ties, only one element gets the gradient: the first maximum in row-major "
             "order (np.argmax), not every element equal to the maximum",
             _by_windows(lambda window: window == window.max()),
+        ),
+        Mistake(
+            "with ties, one element gets the whole gradient: the first maximum in row-major "
+            "order (np.argmax); it is not shared among the tied elements",
+            _by_windows(lambda window: (window == window.max()) / np.sum(window == window.max())),
         ),
         Mistake(
             "a tie goes to the first maximum in row-major order (np.argmax), not the last",

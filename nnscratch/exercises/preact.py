@@ -161,8 +161,7 @@ identity, shortcut_backward(d) is d). Return dx, of x's shape; do not modify dy.
         ),
         Mistake(
             "with shared=True the BN-ReLU comes before the split and feeds the shortcut too, so "
-            "the shortcut's gradient goes back through pre_backward as well: "
-            "dx = pre_backward(branch_backward(dy) + shortcut_backward(dy))",
+            "the shortcut's gradient goes back through pre_backward as well",
             lambda dy, out, pre, branch, short, shared: pre(branch(dy)) + short(dy),
         ),
         Mistake(
@@ -238,7 +237,7 @@ block to the last). Return dL/dx_0, of x_0's shape; do not modify d_top.
         Mistake(
             "each branch receives the gradient at its own output x_{i+1}, which already "
             "contains the parts of the branches above it, not d_top: go down the stack one "
-            "block at a time, g = g + branch_backwards[i](g)",
+            "block at a time",
             lambda d, bbs: d + sum(bb(d) for bb in bbs),
         ),
         Mistake(
@@ -247,8 +246,8 @@ block to the last). Return dL/dx_0, of x_0's shape; do not modify d_top.
             lambda d, bbs: _down(d, bbs, list, lambda g, bb: g + bb(g)),
         ),
         Mistake(
-            "each block's identity shortcut passes g on unchanged and the branch adds to it: "
-            "g = g + branch(g), not g = branch(g) (that is a plain net)",
+            "each block's identity shortcut passes the gradient on unchanged and the branch's "
+            "part adds to it; yours keeps the branch's part alone, as in a plain net",
             lambda d, bbs: _down(d, bbs, reversed, lambda g, bb: bb(g)),
         ),
         Mistake(

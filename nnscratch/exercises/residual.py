@@ -94,22 +94,23 @@ few lines; do not modify dy.
     mistakes=(
         Mistake(
             "dx is only the residual branch's gradient: the `+` sends d into both branches, "
-            "so dx = main_backward(d) + shortcut_backward(d)",
+            "and x receives a gradient through each",
             lambda dy, out, main, shortcut: main(relu_backward(dy, out)),
         ),
         Mistake(
-            "dx is only the shortcut's gradient: the `+` sends d into both branches, so "
-            "dx = main_backward(d) + shortcut_backward(d)",
+            "dx is only the shortcut's gradient: the `+` sends d into both branches, and x "
+            "receives a gradient through each",
             lambda dy, out, main, shortcut: shortcut(relu_backward(dy, out)),
         ),
         Mistake(
-            "the shortcut gets the masked gradient too: the ReLU comes after the `+`, so "
-            "d = dy * (out > 0) feeds both branches",
+            "the shortcut gets the masked gradient too: the ReLU comes after the `+`, so both "
+            "branches see the gradient after its mask",
             lambda dy, out, main, shortcut: main(relu_backward(dy, out)) + shortcut(dy),
         ),
         Mistake(
-            "the ReLU after the `+` has a backward too: d = dy where out > 0, else 0, and d "
-            "(not dy) feeds both branches",
+            "the ReLU after the `+` has a backward too, which stops the gradient where out is "
+            "0 (relu'(0) = 0); out is the ReLU's output, so out >= 0 holds everywhere and "
+            "masks nothing",
             lambda dy, out, main, shortcut: main(dy) + shortcut(dy),
         ),
         Mistake(

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnscratch.exercises.checking import Case, Exercise, Mistake, Output
+from nnscratch.exercises.checking import Case, Exercise, Mistake, Output, as_floats
 
 
-def autocorrelation(s: np.ndarray) -> np.ndarray:
-    """r (P,) of a curve s (P,), as in the module docstring."""
-    c = s - s.mean()
-    return np.array([c[: len(c) - k] @ c[k:] for k in range(len(c))]) / (c @ c)
+def autocorrelation(s) -> np.ndarray:
+    """r (P,) of a curve s (P,), an array or a list, as in the module docstring."""
+    c = np.asarray(s) - np.mean(s)
+    return _lags(c) / (c @ c)
 
 
 def _cases() -> list[Case]:
@@ -33,9 +33,14 @@ def _cases() -> list[Case]:
     return [Case(words, {"s": s}) for words, s in curves]
 
 
-def _lags(c: np.ndarray) -> np.ndarray:
-    """sum_{t<P-k} c_t c_{t+k} for every k (no normalisation)."""
-    return np.array([c[: len(c) - k] @ c[k:] for k in range(len(c))])
+def _lags(c: np.ndarray, shift: int = 0) -> np.ndarray:
+    """sum_{t<P-k-shift} c_t c_{t+k+shift} for every k (no normalisation): lag k + shift."""
+    return np.array([c[: len(c) - k - shift] @ c[k + shift :] for k in range(len(c))])
+
+
+def _shifted(s: np.ndarray) -> np.ndarray:
+    c = s - s.mean()
+    return _lags(c, shift=1) / (c @ c)
 
 
 AUTOCORRELATION = Exercise(
@@ -56,6 +61,7 @@ sums of every lag at once, lag -(P-1) first.
     outputs=(Output("r"),),
     reference=autocorrelation,
     cases=_cases,
+    run=as_floats,
     mistakes=(
         Mistake(
             "centre the curve first (subtract its mean m from every s_t): without it a curve "
@@ -82,11 +88,17 @@ sums of every lag at once, lag -(P-1) first.
         ),
         Mistake(
             'np.correlate(c, c, "full") has 2P - 1 entries, lag -(P-1) first and lag 0 in the '
-            "middle: r(k) is entry P - 1 + k",
+            "middle: your first P entries are the negative lags, up to lag 0",
             lambda s: (
                 np.correlate(s - s.mean(), s - s.mean(), "full")[: len(s)]
                 / ((s - s.mean()) @ (s - s.mean()))
             ),
+        ),
+        Mistake(
+            "r is shifted by one lag: r[k] pairs each s_t with s_{t+k}, so r[0] pairs every "
+            "point with itself and is 1; check where your slices (or the lags you take from "
+            "np.correlate) start",
+            _shifted,
         ),
     ),
 )
